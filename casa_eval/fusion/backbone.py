@@ -77,5 +77,6 @@ def self_attention(layer: nn.Module) -> nn.Module:
 def rotary_embedding(backbone: PreTrainedModel, reference: torch.Tensor, positions: torch.Tensor,
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin) of the backbone's own RoPE at `positions` [B, L], in `reference`'s dtype."""
-    cos, sin = decoder(backbone).rotary_emb(reference, positions)
+    rotary = cast(nn.Module, decoder(backbone).rotary_emb)
+    cos, sin = rotary(reference, positions)
     return cos, sin

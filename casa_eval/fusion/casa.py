@@ -27,6 +27,7 @@ backbone cache grows by text tokens only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -97,7 +98,8 @@ class CasaLayer(FusionSublayer):
         return k, self._heads("v_proj", x)
 
     def _output(self, hidden: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-        return hidden + self.projections.o_proj(merge_heads(attended))
+        o_proj = cast(nn.Module, self.projections.o_proj)
+        return hidden + o_proj(merge_heads(attended))
 
     def forward_parallel(self, hidden: torch.Tensor, batch: ParallelBatch, rope: RopeTable) -> torch.Tensor:
         q, k, v = self._text_qkv(hidden, rope)
@@ -123,7 +125,7 @@ class CasaLayer(FusionSublayer):
         text_mask = _extend_mask(state.text_mask, chunk.text_mask, state.k_text, k)
         n_image = 0 if state.k_image is None else state.k_image.shape[2]
         keys = k_text if state.k_image is None else torch.cat([state.k_image, k_text], 2)
-        values = v_text if state.v_image is None else torch.cat([state.v_image, v_text], 2)  # type: ignore[list-item]
+        values = v_text if state.v_image is None else torch.cat([state.v_image, v_text], 2)
         out = stream_window_attention(q, keys, values, n_image, causal=True, key_mask=text_mask)
         new_state = CasaState(state.k_image, state.v_image, k_text, v_text, text_mask)
         return self._output(hidden, out), new_state

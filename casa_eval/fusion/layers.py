@@ -12,7 +12,7 @@ import abc
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -112,7 +112,7 @@ class FusedDecoderLayer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         runtime = self._runtime[0]
-        rope = kwargs.get("position_embeddings")
+        rope = cast(RopeTable, kwargs.get("position_embeddings"))  # every supported family passes it
         if runtime.parallel is not None:
             hidden_states = self.fusion.forward_parallel(hidden_states, runtime.parallel, rope)
         elif runtime.stream is not None:

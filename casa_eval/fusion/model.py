@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,7 @@ from casa_eval.fusion.casa_shared import CasaShared
 from casa_eval.fusion.cross_attention import CrossAttention
 from casa_eval.fusion.gated_cross_attention import GatedCrossAttention
 from casa_eval.fusion.insertion import Insertion
-from casa_eval.fusion.layers import FusedDecoderLayer, FusionRuntime, ParallelBatch, RopeTable
+from casa_eval.fusion.layers import FusedDecoderLayer, FusionRuntime, FusionSublayer, ParallelBatch, RopeTable
 from casa_eval.fusion.qformer import QFormer
 from casa_eval.fusion.register_cross_attention import RegisterCrossAttention
 from casa_eval.fusion.segments import ImageSegment, Segment, TextSegment, batch_size_of
@@ -102,9 +102,9 @@ class FusionModel(nn.Module):
     def num_image_tokens(self) -> int:
         return self.config.vision.num_image_tokens
 
-    def fusion_sublayers(self) -> dict[int, nn.Module]:
+    def fusion_sublayers(self) -> dict[int, FusionSublayer]:
         layers = decoder_layers(self.backbone)
-        return {i: layers[i].fusion for i in self.fusion_indices}
+        return {i: cast(FusionSublayer, layers[i].fusion) for i in self.fusion_indices}
 
     def added_parameters(self) -> int:
         """Parameters the mechanism adds to the shared backbone + vision tower (shared weights not counted)."""
@@ -126,7 +126,8 @@ class FusionModel(nn.Module):
         return self.vision(pixels.to(self.device))
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return decoder(self.backbone).embed_tokens(ids.to(self.device))
+        embed_tokens = cast(nn.Module, decoder(self.backbone).embed_tokens)
+        return embed_tokens(ids.to(self.device))
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.backbone.lm_head(hidden)
@@ -205,7 +206,7 @@ class FusionModel(nn.Module):
 
     def _parallel_batch(self, segments: Sequence[Segment], features: list[torch.Tensor],
                         text_mask: torch.Tensor | None, b: int) -> ParallelBatch:
-        counts, images, feats, previous_image = [0], [None], iter(features), False
+        counts, feats, previous_image = [0], iter(features), False
         window_images: list[list[torch.Tensor]] = [[]]
         for seg in segments:
             if isinstance(seg, ImageSegment):
@@ -217,13 +218,13 @@ class FusionModel(nn.Module):
             else:
                 counts[-1] += seg.length
                 previous_image = False
-        images = [torch.cat(w, 1) if w else None for w in window_images]
+        images: list[torch.Tensor | None] = [torch.cat(w, 1) if w else None for w in window_images]
         real = text_mask.long() if text_mask is not None else torch.ones(b, sum(counts), dtype=torch.long,
                                                                           device=self.device)
         text_before = F.pad(real.cumsum(1), (1, 0))  # [B, Lt + 1]: real text tokens before each index
         layout = WindowLayout(tuple(counts))
-        ropes = [None if img is None else self.image_rope(text_before[:, layout.starts[w]])
-                 for w, img in enumerate(images)]
+        ropes: list[RopeTable | None] = [None if img is None else self.image_rope(text_before[:, layout.starts[w]])
+                                         for w, img in enumerate(images)]
         return ParallelBatch(layout=layout, window_images=images, image_rope=ropes, text_mask=text_mask,
                              backend=self.attention_backend())
 

@@ -14,7 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from transformers import AutoTokenizer, GPT2TokenizerFast, PreTrainedTokenizerBase
+import transformers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 PAD = "<|pad|>"
 IMAGE_START = "<|image_start|>"
@@ -39,7 +40,8 @@ def _cached_zoo_tokenizer() -> PreTrainedTokenizerBase:
         _write_gpt2_files(Path(tmp))
         # transformers 5 builds an *empty* tokenizer from GPT2TokenizerFast(vocab_file=...); from_pretrained
         # on a directory works on every version.
-        tok = GPT2TokenizerFast.from_pretrained(tmp)
+        gpt2_class = transformers.GPT2TokenizerFast  # type: ignore[attr-defined]  # lazy attribute
+        tok = gpt2_class.from_pretrained(tmp)
     tok.add_special_tokens({"pad_token": PAD, "additional_special_tokens": list(SPECIAL_TOKENS[1:])})
     tok.bos_token = EOS
     tok.eos_token = EOS

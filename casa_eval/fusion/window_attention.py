@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -179,8 +179,8 @@ def _sdpa(q: torch.Tensor, text_kv: KV | None, fixed_kv: Sequence[KV | None], la
             groups.setdefault((n, t), []).append(w)
     for (n, t), windows in groups.items():
         g = len(windows)
-        idx = cache.get(("sdpa-idx", layout, tuple(windows)), lambda ws=windows, t=t: torch.stack(
-            [torch.arange(layout.starts[w], layout.starts[w] + t, device=q.device) for w in ws]))  # [G, t]
+        idx = cache.get(("sdpa-idx", layout, tuple(windows)), functools.partial(
+            _window_rows, layout, tuple(windows), t, q.device))  # [G, t]
         qg = _fold(q[:, :, idx], b * g)  # [B*G, H, t, D]
         ks, vs = [], []
         if n > 0:
@@ -196,7 +196,7 @@ def _sdpa(q: torch.Tensor, text_kv: KV | None, fixed_kv: Sequence[KV | None], la
         elif key_mask is None:
             mask = causal_lower_right(t, n + t)
         else:
-            base = cache.get(("lower-right", n, t), lambda n=n, t=t: _lower_right_mask(n, t, q.device))
+            base = cache.get(("lower-right", n, t), functools.partial(_lower_right_mask, n, t, q.device))
             own = torch.eye(t, dtype=torch.bool, device=q.device)
             valid = key_mask[:, idx].reshape(b * g, 1, 1, t) | own  # [B*G, 1, t, t]
             fixed = torch.ones(b * g, 1, t, n, dtype=torch.bool, device=q.device)
@@ -206,9 +206,14 @@ def _sdpa(q: torch.Tensor, text_kv: KV | None, fixed_kv: Sequence[KV | None], la
     return out
 
 
+def _window_rows(layout: WindowLayout, windows: tuple[int, ...], t: int, device: torch.device) -> torch.Tensor:
+    """[G, t] text indices of `windows` (all of length t)."""
+    return torch.stack([torch.arange(layout.starts[w], layout.starts[w] + t, device=device) for w in windows])
+
+
 def _fold(x: torch.Tensor, bg: int) -> torch.Tensor:
     """[B, Hx, G, t, D] -> [B*G, Hx, t, D]."""
-    b, hx, g, t, d = x.shape
+    _, hx, _, t, d = x.shape
     return x.transpose(1, 2).reshape(bg, hx, t, d)
 
 
@@ -224,72 +229,91 @@ def _lower_right_mask(n_fixed: int, t: int, device: torch.device) -> torch.Tenso
 def _compiled_flex() -> Callable[..., torch.Tensor]:
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)  # type: ignore[return-value]
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def _flex(q: torch.Tensor, text_kv: KV | None, fixed_kv: Sequence[KV | None], layout: WindowLayout,
           key_mask: torch.Tensor | None, cache: AttentionCache) -> torch.Tensor:
     from torch.nn.attention.flex_attention import create_block_mask
 
-    k, v, k_win, k_pos, k_fixed = _packed_keys(text_kv, fixed_kv, layout, q.device)
-    if k is None:
+    fixed_counts = tuple(0 if kv is None else int(kv[0].shape[2]) for kv in fixed_kv)
+    if not any(fixed_counts) and text_kv is None:
         return torch.zeros_like(q)
-    q_win = _text_window_ids(layout, q.device)
-    q_pos = torch.cat([torch.arange(t, device=q.device) for t in layout.text_counts])
-    # The text key at packed index i is the text token k_text[i] (or -1 for fixed keys), used for padding.
-    k_text = torch.where(k_fixed, -1, _text_index_of_keys(layout, k_win, k_pos))
+    index = cache.get(("flex-index", layout, fixed_counts, text_kv is not None),
+                      lambda: _FlexIndex.build(layout, fixed_counts, text_kv is not None, q.device))
+    k, v = _packed_kv(text_kv, fixed_kv, layout)
     b = q.shape[0]
-    valid = key_mask if key_mask is not None else None
+    valid = key_mask
 
     def mask_mod(bi: torch.Tensor, hi: torch.Tensor, qi: torch.Tensor, ki: torch.Tensor) -> torch.Tensor:
-        same = q_win[qi] == k_win[ki]
-        visible = k_fixed[ki] | (k_pos[ki] <= q_pos[qi])
+        same = index.q_win[qi] == index.k_win[ki]
+        visible = index.k_fixed[ki] | (index.k_pos[ki] <= index.q_pos[qi])
         if valid is not None:
-            own = k_pos[ki] == q_pos[qi]
-            visible = visible & (k_fixed[ki] | own | valid[bi, k_text[ki].clamp(min=0)])
+            own = index.k_pos[ki] == index.q_pos[qi]
+            visible = visible & (index.k_fixed[ki] | own | valid[bi, index.k_text[ki]])
         return same & visible
 
-    key = ("flex-mask", layout, text_kv is not None, tuple(int(kv[0].shape[2]) if kv is not None else 0
-                                                           for kv in fixed_kv), valid is not None, b)
+    key = ("flex-mask", layout, fixed_counts, text_kv is not None, valid is not None, b)
     block = 64 if q.device.type == "cpu" else 128
     block_mask = cache.get(key, lambda: create_block_mask(
         mask_mod, b if valid is not None else None, None, q.shape[2], k.shape[2], device=q.device.type,
         BLOCK_SIZE=block))
     out = _compiled_flex()(q, k, v, block_mask=block_mask, enable_gqa=_gqa(q, k))
-    has_key = torch.tensor([(kv is not None and kv[0].shape[2] > 0) or text_kv is not None
-                            for kv in fixed_kv], device=q.device)[q_win]
-    return out * has_key[None, None, :, None].to(out.dtype)
+    if index.rows_without_keys:  # cross-attention text before the first image: defined as zero
+        out = out * index.q_has_key[None, None, :, None].to(out.dtype)
+    return out
 
 
-def _packed_keys(text_kv: KV | None, fixed_kv: Sequence[KV | None], layout: WindowLayout,
-                 device: torch.device) -> tuple[Any, Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keys packed window by window as [fixed_w | text_w], with window id, position and fixed flag."""
-    ks, vs, wins, poss, fixed = [], [], [], [], []
+@dataclass(frozen=True)
+class _FlexIndex:
+    """Per-layout index tensors: keys are packed window by window as [fixed_w | text_w]."""
+
+    q_win: torch.Tensor
+    q_pos: torch.Tensor
+    k_win: torch.Tensor
+    k_pos: torch.Tensor
+    k_fixed: torch.Tensor
+    k_text: torch.Tensor  # text index of each key (0 for fixed keys; only read where k_fixed is False)
+    q_has_key: torch.Tensor
+    rows_without_keys: bool
+
+    @staticmethod
+    def build(layout: WindowLayout, fixed_counts: tuple[int, ...], with_text: bool,
+              device: torch.device) -> _FlexIndex:
+        wins, poss, fixed, texts = [], [], [], []
+        for w, (n, t) in enumerate(zip(fixed_counts, layout.text_counts, strict=True)):
+            wins += [w] * n
+            poss += [-1] * n
+            fixed += [True] * n
+            texts += [0] * n
+            if with_text:
+                wins += [w] * t
+                poss += list(range(t))
+                fixed += [False] * t
+                texts += list(range(layout.starts[w], layout.starts[w] + t))
+        q_win = _text_window_ids(layout, device)
+        has = torch.tensor([n > 0 or with_text for n in fixed_counts], device=device)[q_win]
+        as_tensor = functools.partial(torch.tensor, device=device)
+        return _FlexIndex(
+            q_win=q_win, q_pos=torch.cat([torch.arange(t, device=device) for t in layout.text_counts]),
+            k_win=as_tensor(wins), k_pos=as_tensor(poss), k_fixed=as_tensor(fixed, dtype=torch.bool),
+            k_text=as_tensor(texts), q_has_key=has, rows_without_keys=not bool(has.all()))
+
+
+def _packed_kv(text_kv: KV | None, fixed_kv: Sequence[KV | None], layout: WindowLayout,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values packed window by window as [fixed_w | text_w] (the order `_FlexIndex` describes)."""
+    ks, vs = [], []
     for w, t in enumerate(layout.text_counts):
         kv = fixed_kv[w]
         if kv is not None and kv[0].shape[2] > 0:
-            n = kv[0].shape[2]
             ks.append(kv[0])
             vs.append(kv[1])
-            wins.append(torch.full((n,), w, device=device))
-            poss.append(torch.full((n,), -1, device=device))
-            fixed.append(torch.ones(n, dtype=torch.bool, device=device))
         if text_kv is not None and t > 0:
             s = layout.starts[w]
             ks.append(text_kv[0][:, :, s:s + t])
             vs.append(text_kv[1][:, :, s:s + t])
-            wins.append(torch.full((t,), w, device=device))
-            poss.append(torch.arange(t, device=device))
-            fixed.append(torch.zeros(t, dtype=torch.bool, device=device))
-    if not ks:
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        return None, None, empty, empty, empty.bool()
-    return torch.cat(ks, 2), torch.cat(vs, 2), torch.cat(wins), torch.cat(poss), torch.cat(fixed)
-
-
-def _text_index_of_keys(layout: WindowLayout, k_win: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
-    starts = torch.tensor(layout.starts, device=k_win.device)
-    return starts[k_win] + k_pos
+    return torch.cat(ks, 2), torch.cat(vs, 2)
 
 
 # ---------------------------------------------------------------------------------------------- flash
@@ -303,7 +327,7 @@ def _flash(q: torch.Tensor, text_kv: KV | None, fixed_kv: Sequence[KV | None], l
 def _flash_varlen() -> Callable[..., torch.Tensor]:
     from flash_attn import flash_attn_varlen_func
 
-    return flash_attn_varlen_func  # type: ignore[no-any-return]
+    return cast(Callable[..., torch.Tensor], flash_attn_varlen_func)
 
 
 def flash_window_attention(q: torch.Tensor, text_kv: KV | None, fixed_kv: Sequence[KV | None],
@@ -313,7 +337,7 @@ def flash_window_attention(q: torch.Tensor, text_kv: KV | None, fixed_kv: Sequen
     real text] — and call `varlen` (flash-attn's `flash_attn_varlen_func` signature). Causal in flash-attn
     >= 2.1 is aligned bottom-right, which is exactly the CASA window mask. Exposed for tests, which pass a
     pure-torch kernel with the same contract."""
-    b, h, lt, d = q.shape
+    b, _, lt, _ = q.shape
     device = q.device
     valid = key_mask if key_mask is not None else torch.ones(b, lt, dtype=torch.bool, device=device)
     q_rows, k_parts, v_parts, q_lens, k_lens, q_index = [], [], [], [], [], []

@@ -37,7 +37,8 @@ def next_tokens(logits: torch.Tensor, config: GenerationConfig, step: int,
     """Pick one token per row of [B, V] logits."""
     logits = logits.float()
     if step < config.min_new_tokens and config.eos_token_ids:
-        logits[:, list(config.eos_token_ids)] = float("-inf")
+        eos = torch.tensor(config.eos_token_ids, device=logits.device)
+        logits = logits.index_fill(-1, eos, float("-inf"))  # out of place: logits may be inference tensors
     if not config.do_sample or config.temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits / config.temperature, -1)
