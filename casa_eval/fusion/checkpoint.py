@@ -10,6 +10,7 @@ Layout::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ def is_checkpoint(directory: str | Path) -> bool:
 
 
 def load_checkpoint(directory: str | Path, *, device: str | torch.device | None = None,
-                    overrides: dict[str, object] | None = None) -> FusionModel:
+                    overrides: Mapping[str, object] | None = None) -> FusionModel:
     """Rebuild a zoo model from `directory`. `overrides` replaces top-level config fields that do not
     change the weights' shapes (e.g. `attention_backend`, `dtype`)."""
     path = Path(directory)

@@ -41,8 +41,10 @@ class StreamingSession(Protocol):
     def add_image(self, images: Sequence[Any] | torch.Tensor) -> None:
         """Append one image per sample (PIL images, HxWx3 uint8 arrays, or prepared pixels)."""
 
-    def add_text(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Prefill [B, L] token ids (`mask` False = left padding) -> logits of the last token [B, V]."""
+    def add_text(self, ids: torch.Tensor, mask: torch.Tensor | None = None, *,
+                 all_logits: bool = False) -> torch.Tensor:
+        """Prefill [B, L] token ids (`mask` False = left padding) -> logits of the last token [B, V], or of
+        every new token [B, L, V] with `all_logits`."""
 
     def decode(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Append one token per sample [B] -> logits [B, V]."""

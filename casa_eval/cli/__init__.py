@@ -1,0 +1,34 @@
+"""`casa-eval`: the command line. Heavy libraries are imported inside commands so `--help` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from casa_eval.cli import list_cmd, profile_cmd, run_cmd
+from casa_eval.cli.console import error
+from casa_eval.errors import UserError
+
+app = typer.Typer(
+    name="casa-eval",
+    help="Accuracy (through lmms-eval) and streaming cost of vision-language fusion mechanisms, in one run.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("run", rich_help_panel="Evaluate", no_args_is_help=False)(run_cmd.run)
+app.command("profile", rich_help_panel="Evaluate")(profile_cmd.profile)
+app.add_typer(list_cmd.app, name="list", rich_help_panel="Utilities")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)

@@ -1,0 +1,57 @@
+"""The CLI's console: rich output, progress bars and the one-line error convention."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from casa_eval.results.schema import MetricResult
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class ProgressReporter:
+    """Draws one progress bar per model x task from the run's callbacks."""
+
+    def __init__(self, progress: Progress, total_per_task: int | None) -> None:
+        self.progress = progress
+        self.total = total_per_task
+        self.stage_task = progress.add_task("starting", total=None)
+        self.current: TaskID | None = None
+
+    def stage(self, message: str) -> None:
+        self.progress.update(self.stage_task, description=message)
+
+    def task_started(self, model: str, task: str) -> None:
+        self.progress.update(self.stage_task, description=f"evaluating {model}", visible=True)
+        self.current = self.progress.add_task(f"{model} · {task}", total=self.total)
+
+    def advance(self, done: int) -> None:
+        if self.current is not None:
+            self.progress.advance(self.current, done)
+
+    def task_finished(self, model: str, task: str, metrics: list[MetricResult]) -> None:
+        if self.current is not None:
+            task_info = self.progress.tasks[self.current]
+            summary = ", ".join(f"{m.metric}={m.value:.3f}" for m in metrics[:2])
+            self.progress.update(self.current, total=task_info.completed, description=f"{model} · {task}  {summary}")
+        self.current = None
+        self.progress.update(self.stage_task, visible=False)
+
+
+def make_progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)

@@ -1,0 +1,41 @@
+"""`casa-eval list models|tasks|profiles`."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from casa_eval.cli.console import console
+from casa_eval.registry import PAPER_MODELS, ZOO_MODELS, available_profiles, available_tasks
+
+app = typer.Typer(help="List the models, tasks and profiles casa-eval knows.", no_args_is_help=True)
+
+
+@app.command("models")
+def list_models() -> None:
+    """Models: zoo mechanisms (offline, random weights or your checkpoint) and the casa paper's checkpoints."""
+    table = Table("name", "mechanism", "source", "remote code", "status", title="models")
+    for entry in ZOO_MODELS.values():
+        table.add_row(entry.name, entry.mechanism, "zoo (shared backbone)", "no", "available")
+    for entry in PAPER_MODELS.values():
+        table.add_row(entry.name, entry.mechanism, entry.source, "yes" if entry.remote_code else "no",
+                      "not supported yet")
+    console.print(table)
+
+
+@app.command("tasks")
+def list_tasks() -> None:
+    """lmms-eval tasks shipped in casa-eval's tasks/ directory."""
+    table = Table("name", "data", "description", title="tasks")
+    for entry in available_tasks().values():
+        table.add_row(entry.name, entry.dataset, entry.description)
+    console.print(table)
+
+
+@app.command("profiles")
+def list_profiles() -> None:
+    """Streaming-profile scenarios in profiles/."""
+    table = Table("name", "file", title="profiles")
+    for name, path in available_profiles().items():
+        table.add_row(name, str(path))
+    console.print(table)

@@ -1,0 +1,123 @@
+"""`casa-eval profile`: streaming cost per conversation turn (works without lmms-eval and plotly)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from casa_eval.cli.console import console, make_progress
+
+
+def profile(
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile name (see `casa-eval list profiles`) "
+                                         "or path to a profile YAML.")] = "cpu-smoke",
+    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated models (default: the "
+                                               "profile's). zoo-text-only, the floor, is always added.")] = None,
+    turns: Annotated[int | None, typer.Option(min=1, help="Override the profile's turns.")] = None,
+    repeats: Annotated[int | None, typer.Option(min=1, help="Override the profile's repeats.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Where results.json and "
+                                                    "turns.csv go (default reports/profile-<id>).")] = None,
+    video: Annotated[Path | None, typer.Option(help="Stream frames decoded from this video (PyAV) at the "
+                                               "profile's fps.")] = None,
+    memory_budget: Annotated[str | None, typer.Option(help="GPU: fraction (0-1) or size ('40GiB') per "
+                                                      "process; CPU: size of the conversation state.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default: the profile's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Time and memory per turn of a streaming conversation, for every model, side by side."""
+    from casa_eval._env import prepare_environment
+
+    prepare_environment()
+    from casa_eval.evaluation.preflight import check_writable
+    from casa_eval.profiling.document import (
+        add_profile,
+        new_profile_results,
+        profile_model_names,
+        resolve_profile_config,
+    )
+    from casa_eval.registry import split_names
+
+    config = resolve_profile_config(profile, memory_budget=memory_budget)
+    names = profile_model_names(config, split_names(models) or None)
+    out = output_dir or Path("reports") / f"profile-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out)
+    from casa_eval.models.loading import resolve_device
+
+    target = str(resolve_device(device or config.device))
+    results = new_profile_results(target, seed)
+    with make_progress() as progress:
+        reporter = ProfileProgress(progress)
+        try:
+            add_profile(results, out, config, names, reporter=reporter, turns=turns, repeats=repeats, video=video,
+                        device=target, seed=seed)
+        except KeyboardInterrupt:
+            progress.stop()
+            results.status.state = "interrupted"
+            results.save(out)
+            raise
+    assert results.efficiency is not None
+    results.config.models = results.efficiency.model_records
+    results.status.state = "complete"
+    results.finished_utc = datetime.now(UTC)
+    results.save(out)
+    print_profile_summary(results.efficiency)
+    console.print(f"results: [bold]{out / 'results.json'}[/]  per-turn records: [bold]{out / 'turns.csv'}[/]")
+
+
+class ProfileProgress:
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.stage_task = progress.add_task("starting", total=None)
+        self.current: Any = None
+
+    def stage(self, message: str) -> None:
+        self.progress.update(self.stage_task, description=message, visible=True)
+
+    def model_started(self, name: str, total_turns: int) -> None:
+        self.progress.update(self.stage_task, visible=False)
+        self.current = self.progress.add_task(f"{name}", total=total_turns)
+
+    def turn_done(self) -> None:
+        if self.current is not None:
+            self.progress.advance(self.current)
+
+    def model_finished(self, summary: Any) -> None:
+        if self.current is not None:
+            note = f"  OOM at turn {summary.oom_turn}" if summary.oom_turn is not None else ""
+            self.progress.update(self.current, description=f"{summary.model}{note}",
+                                 total=self.progress.tasks[self.current].completed)
+        self.current = None
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def print_profile_summary(section: Any) -> None:
+    table = Table("model", "turns", "TTFT ms\nfirst→last", "decode ms/tok\nfirst→last", "turn ms\nfirst→last",
+                  "× text-only\nfirst→last", "slope\nms/turn [95% CI]", "KV tokens\nlast", "peak MiB",
+                  "KV ==\nanalytic",
+                  title=f"streaming profile {section.profile} on {section.device} (medians over repeats; "
+                        "first/last 10% of turns)")
+    for m in section.models:
+        slope = m.slopes.get("turn_ms")
+        slope_text = "—" if slope is None else f"{slope.value:+.2f} [{slope.ci_low:+.2f}, {slope.ci_high:+.2f}]"
+        turns = f"{m.turns_completed}" + (f" (OOM@{m.oom_turn})" if m.oom_turn is not None else "")
+        table.add_row(
+            m.model, turns,
+            f"{_fmt(m.first.get('ttft_ms'))}→{_fmt(m.last.get('ttft_ms'))}",
+            f"{_fmt(m.first.get('decode_ms_per_token'), 2)}→{_fmt(m.last.get('decode_ms_per_token'), 2)}",
+            f"{_fmt(m.first.get('turn_ms'))}→{_fmt(m.last.get('turn_ms'))}",
+            f"{_fmt(m.ratio_to_floor_first, 2)}→{_fmt(m.ratio_to_floor_last, 2)}", slope_text,
+            f"{m.last.get('kv_tokens', 0):,.0f}",
+            _fmt(None if m.peak_memory_bytes is None else m.peak_memory_bytes / 2**20, 0),
+            "yes" if m.kv_bytes_match_analytic else "[red]NO[/]")
+    console.print(table)
+    for c in section.crossovers:
+        where = "never within the run" if c.turn is None else f"from turn {c.turn}"
+        console.print(f"{c.model} is cheaper than {c.baseline} in {c.metric} {where} (fitted lines cross at "
+                      f"{_fmt(c.turn_fit)})")

@@ -1,0 +1,120 @@
+"""`casa-eval run`: the main job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from casa_eval.cli.console import ProgressReporter, console, error, make_progress
+from casa_eval.errors import UserError
+
+
+def run(
+    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated model names "
+                                               "(default: every zoo mechanism). See `casa-eval list models`.")] = None,
+    tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated lmms-eval task names "
+                                              "(default: synth_docvqa,synth_chartqa).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Documents per task (default 8).")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run directory "
+                                                    "(default reports/run-<id>).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Requests per batch (default 8).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for weights, data order and sampling (default 0).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run (default dir: reports/latest).")] = False,
+    config: Annotated[Path | None, typer.Option(help="YAML file with any of these settings "
+                                                "(and `zoo:` model dimensions, `checkpoints:`).")] = None,
+    include_path: Annotated[list[Path] | None, typer.Option("--include-path", help="Extra lmms-eval task "
+                                                            "directory (repeatable).")] = None,
+    online: Annotated[bool, typer.Option(help="Allow Hugging Face hub downloads (offline by default).")] = False,
+) -> None:
+    """Evaluate models on tasks through lmms-eval and write one results document.
+
+    With no arguments: every zoo mechanism on the synthetic tasks at a small limit, offline.
+    """
+    from casa_eval._env import prepare_environment
+
+    prepare_environment(online=online)
+    from casa_eval.config import load_yaml_model, validate_data
+    from casa_eval.evaluation.run import (
+        SETTINGS_FILE,
+        RunSettings,
+        default_output_dir,
+        execute_run,
+        new_run_id,
+        validate_names,
+    )
+    from casa_eval.registry import split_names
+
+    overrides: dict[str, Any] = {
+        "models": split_names(models) or None, "tasks": split_names(tasks) or None, "limit": limit,
+        "output_dir": output_dir, "batch_size": batch_size, "device": device, "seed": seed,
+        "include_paths": include_path or None,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    base: dict[str, Any] = {}
+    if config is not None:
+        base = load_yaml_model(config, RunSettings).model_dump(exclude_unset=True)
+    if resume:
+        run_dir = output_dir or _latest_run()
+        stored = run_dir / SETTINGS_FILE
+        if stored.is_file():
+            base = {**json.loads(stored.read_text()), **base}
+        overrides["output_dir"] = run_dir
+    settings = validate_data(RunSettings, {**base, **overrides}, "run settings")
+    validate_names(settings)  # before any progress bar is drawn
+    default_location = settings.output_dir is None
+    run_id = new_run_id()
+    if default_location:
+        settings.output_dir = default_output_dir(run_id)
+
+    with make_progress() as progress:
+        reporter = ProgressReporter(progress, settings.limit)
+        try:
+            results, out = execute_run(settings, run_id=run_id, resume=resume, reporter=reporter,
+                                       on_start=lambda out: _link_latest(out, default_location))
+        except KeyboardInterrupt:
+            progress.stop()
+            error(f"interrupted; finished samples are kept in {settings.output_dir}. Continue with: "
+                  f"casa-eval run --resume --output-dir {settings.output_dir}")
+            raise typer.Exit(130) from None
+    _print_summary(results)
+    console.print(f"results: [bold]{out / 'results.json'}[/]")
+
+
+def _latest_run() -> Path:
+    """The run `reports/latest` points to (the last run started in the default location)."""
+    latest = Path("reports") / "latest"
+    if not latest.exists():
+        raise UserError("--resume needs --output-dir (no reports/latest run found)")
+    return latest.resolve()
+
+
+def _link_latest(out: Path, default_location: bool) -> None:
+    if not default_location:
+        return
+    link = out.parent / "latest"
+    if link.is_symlink() or not link.exists():
+        link.unlink(missing_ok=True)
+        link.symlink_to(out.name)
+
+
+def _print_summary(results: Any) -> None:
+    tasks = list(dict.fromkeys(r.task for r in results.accuracy))
+    table = Table("model", *tasks, title="accuracy (mean ± standard error)")
+    models = list(dict.fromkeys(r.model for r in results.accuracy))
+    for model in models:
+        cells = []
+        for task in tasks:
+            found = [r for r in results.accuracy if r.model == model and r.task == task]
+            primary = found[0] if found else None
+            if primary is None:
+                cells.append("—")
+            else:
+                se = f" ± {primary.stderr:.3f}" if primary.stderr is not None else ""
+                cells.append(f"{primary.metric} {primary.value:.3f}{se} (n={primary.n})")
+        table.add_row(model, *cells)
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Accuracy evaluation through lmms-eval, and the `casa-eval run` orchestration."""

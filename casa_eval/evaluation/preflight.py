@@ -1,0 +1,56 @@
+"""Checks that fail fast, before any model is loaded: output directory, task data availability.
+
+lmms-eval retries a failed dataset download 5 times with 2 s waits and then raises a `RetryError`
+traceback; checking the data source first turns that into one actionable line.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from casa_eval.errors import UserError
+from casa_eval.registry import TaskEntry, read_task_yaml
+
+_LOCAL_BUILDERS = {"json", "parquet", "csv", "arrow", "text", "pandas", "imagefolder"}
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"output directory {directory} is not writable: {exc.strerror or exc}") from None
+
+
+def check_task_data(task: TaskEntry) -> None:
+    """Raise a one-line UserError when a task's dataset cannot be read offline."""
+    config = read_task_yaml(task.path)
+    path = str(config.get("dataset_path", ""))
+    kwargs = config.get("dataset_kwargs") or {}
+    if path in _LOCAL_BUILDERS:
+        files = kwargs.get("data_files") or {}
+        names = files.values() if isinstance(files, dict) else [files]
+        for entry in names:
+            for name in entry if isinstance(entry, list) else [entry]:
+                file = Path(name) if Path(name).is_absolute() else task.path.parent / name
+                if not file.exists():
+                    raise UserError(f"task {task.name}: data file {file} is missing")
+        return
+    if not path or Path(path).exists():
+        return
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" and not _in_datasets_cache(path, config.get("dataset_name")):
+        raise UserError(f"task {task.name} needs the hub dataset {path}, which is not available offline; "
+                        "download it on a machine with hub access and point HF_DATASETS_CACHE at the copy")
+
+
+def _in_datasets_cache(path: str, name: object) -> bool:
+    import datasets
+
+    try:
+        datasets.load_dataset_builder(path, name if isinstance(name, str) else None)
+    except Exception:  # offline and not cached: datasets raises ConnectionError/FileNotFoundError/ValueError
+        return False
+    return True

@@ -1,0 +1,223 @@
+"""`casa-eval run`: every model on every task through lmms-eval, one results document per run.
+
+The run directory holds::
+
+    results.json                 the results document (rewritten atomically after every model x task)
+    predictions.jsonl            every finished generation, appended as batches finish (the resume journal)
+    samples/MODEL__TASK.jsonl    scored per-sample records, written when a model x task completes
+    lmms_eval.log                lmms-eval's own log
+
+Resuming skips finished model x task pairs and, inside an unfinished one, every prediction already in the
+journal, so each sample ends up scored exactly once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from casa_eval.errors import UserError
+from casa_eval.evaluation.preflight import check_task_data, check_writable
+from casa_eval.registry import ZOO_MODELS, resolve_model, resolve_tasks, safe_filename
+from casa_eval.results.schema import (
+    RESULTS_FILE,
+    MetricResult,
+    ModelRecord,
+    RunConfigRecord,
+    RunResults,
+    RunStatus,
+    load_results,
+)
+
+DEFAULT_TASKS = ("synth_docvqa", "synth_chartqa")
+SETTINGS_FILE = "run_settings.json"
+
+
+class RunSettings(BaseModel):
+    """What to run. Also the schema of `casa-eval run --config FILE` (unknown keys are rejected)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(default_factory=lambda: list(ZOO_MODELS))
+    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS))
+    limit: int | None = Field(8, ge=1, description="documents per task (None = all)")
+    batch_size: int = Field(8, ge=1)
+    device: str = "auto"
+    seed: int = 0
+    output_dir: Path | None = None
+    zoo: dict[str, Any] = Field(default_factory=dict, description="FusionConfig fields shared by zoo models")
+    checkpoints: dict[str, Path] = Field(default_factory=dict, description="model name -> checkpoint directory")
+    include_paths: list[Path] = Field(default_factory=list, description="extra lmms-eval task directories")
+
+
+class RunReporter(Protocol):
+    """How the run tells its caller what it is doing (the CLI draws progress bars from it)."""
+
+    def stage(self, message: str) -> None: ...
+    def task_started(self, model: str, task: str) -> None: ...
+    def advance(self, done: int) -> None: ...
+    def task_finished(self, model: str, task: str, metrics: list[MetricResult]) -> None: ...
+
+
+class SilentReporter:
+    def stage(self, message: str) -> None:
+        pass
+
+    def task_started(self, model: str, task: str) -> None:
+        pass
+
+    def advance(self, done: int) -> None:
+        pass
+
+    def task_finished(self, model: str, task: str, metrics: list[MetricResult]) -> None:
+        pass
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def default_output_dir(run_id: str) -> Path:
+    return Path("reports") / f"run-{run_id}"
+
+
+def validate_names(settings: RunSettings) -> None:
+    """Every model and task exists (raises the one-line UserError that lists the valid names)."""
+    if not settings.models:
+        raise UserError("no models given")
+    if not settings.tasks:
+        raise UserError("no tasks given")
+    for name in settings.models:
+        entry = resolve_model(name)
+        if entry.is_zoo and name not in settings.checkpoints:
+            from casa_eval.models.loading import zoo_config
+
+            zoo_config(entry, settings.zoo, seed=settings.seed)  # model dimensions are valid
+    unknown = [n for n in settings.checkpoints if n not in settings.models]
+    if unknown:
+        raise UserError(f"checkpoints given for models that are not run: {', '.join(unknown)}")
+    for path in settings.include_paths:
+        if not path.is_dir():
+            raise UserError(f"task include path {path} is not a directory")
+    resolve_tasks(settings.tasks, extra=settings.include_paths)
+
+
+def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: bool = False,
+                reporter: RunReporter | None = None,
+                on_start: Callable[[Path], None] | None = None,
+                after_accuracy: Callable[[RunResults, Path], None] | None = None) -> tuple[RunResults, Path]:
+    """Run the accuracy evaluation (then `after_accuracy`, e.g. the profiler) and return the document.
+
+    The settings are stored in the run directory (`run_settings.json`) so `--resume` can reuse them."""
+    reporter = reporter or SilentReporter()
+    validate_names(settings)
+    run_id = run_id or new_run_id()
+    out = settings.output_dir or default_output_dir(run_id)
+    check_writable(out)
+    tasks = resolve_tasks(settings.tasks, extra=settings.include_paths)
+    for task in tasks:
+        check_task_data(task)
+    results = _open_results(out, run_id, settings, resume)
+    (out / SETTINGS_FILE).write_text(settings.model_dump_json(indent=2, exclude={"output_dir"}) + "\n")
+    if on_start is not None:
+        on_start(out)
+
+    from casa_eval.evaluation.lmms_bridge import evaluate_task, load_lmms_eval, task_manager
+    from casa_eval.models.adapter import CasaEvalLMM
+    from casa_eval.models.journal import PredictionJournal
+    from casa_eval.models.loading import load_model
+
+    reporter.stage("loading lmms-eval")
+    load_lmms_eval(out / "lmms_eval.log")
+    manager = task_manager(settings.include_paths)
+    journal = PredictionJournal(out / "predictions.jsonl")
+    results.files["predictions"] = "predictions.jsonl"
+    results.status.state = "running"
+    results.save(out)
+    try:
+        for name in settings.models:
+            todo = [t for t in tasks if f"{name}|{t.name}" not in results.status.finished]
+            if not todo:
+                continue
+            reporter.stage(f"loading {name}")
+            loaded = load_model(name, checkpoint=settings.checkpoints.get(name), zoo=settings.zoo,
+                                seed=settings.seed, device=settings.device)
+            _record_model(results, ModelRecord(**loaded.record))
+            adapter = CasaEvalLMM(loaded=loaded, batch_size=settings.batch_size, journal=journal)
+            adapter.progress = reporter.advance
+            for task in todo:
+                reporter.task_started(name, task.name)
+                outcome = evaluate_task(adapter, task.name, manager, limit=settings.limit,
+                                        batch_size=settings.batch_size, seed=settings.seed, output_path=out)
+                metrics = _store_task(results, out, name, task.name, outcome)
+                results.save(out)
+                reporter.task_finished(name, task.name, metrics)
+        if after_accuracy is not None:
+            after_accuracy(results, out)
+    except KeyboardInterrupt:
+        results.status.state = "interrupted"
+        results.save(out)
+        raise
+    except BaseException as exc:
+        results.status.state = "failed"
+        results.status.errors.append(f"{type(exc).__name__}: {exc}")
+        results.save(out)
+        raise
+    results.status.state = "complete"
+    results.finished_utc = datetime.now(UTC)
+    results.save(out)
+    return results, out
+
+
+def _open_results(out: Path, run_id: str, settings: RunSettings, resume: bool) -> RunResults:
+    from casa_eval.results.provenance import code_revision, environment
+
+    if (out / RESULTS_FILE).exists():
+        if not resume:
+            raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another "
+                            "--output-dir")
+        previous = load_results(out)
+        previous.status.errors.clear()
+        return previous
+    if resume:
+        raise UserError(f"nothing to resume in {out} (no {RESULTS_FILE})")
+    from casa_eval.models.loading import resolve_device
+
+    device = str(resolve_device(settings.device))
+    config = RunConfigRecord(models=[], tasks=[], limit=settings.limit, batch_size=settings.batch_size,
+                             device=device, seed=settings.seed,
+                             seeds={"random": settings.seed, "numpy": settings.seed, "torch": settings.seed,
+                                    "fewshot": settings.seed})
+    return RunResults(run_id=run_id, started_utc=datetime.now(UTC), status=RunStatus(state="running"),
+                      code=code_revision(), environment=environment(device), config=config)
+
+
+def _record_model(results: RunResults, record: ModelRecord) -> None:
+    results.config.models = [m for m in results.config.models if m.name != record.name] + [record]
+
+
+def _store_task(results: RunResults, out: Path, model: str, task: str, outcome: Any) -> list[MetricResult]:
+    from casa_eval.evaluation.samples import (
+        metric_names,
+        metric_results,
+        sample_records,
+        task_record,
+        write_jsonl_atomic,
+    )
+
+    metrics = metric_names(outcome.config)
+    records = sample_records(model, task, outcome.samples, metrics)
+    relative = f"samples/{safe_filename(model)}__{safe_filename(task)}.jsonl"
+    write_jsonl_atomic(out / relative, records)
+    results.files[f"samples:{model}|{task}"] = relative
+    if all(t.name != task for t in results.config.tasks):
+        results.config.tasks.append(task_record(task, outcome.config, outcome.samples, outcome.num_docs))
+    found = metric_results(model, task, records, metrics, outcome.results)
+    results.accuracy = [r for r in results.accuracy if not (r.model == model and r.task == task)] + found
+    results.status.finished.append(f"{model}|{task}")
+    return found

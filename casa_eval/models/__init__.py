@@ -1,0 +1,1 @@
+"""lmms-eval adapters: every casa-eval model behind one `lmms` subclass (see `adapter.py`)."""

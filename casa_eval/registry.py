@@ -1,0 +1,180 @@
+"""Names a user can type: models, tasks and profiles, with what each one is.
+
+This module is imported by the CLI's `--help` and `list` paths, so it must stay light: no torch, no
+transformers, no lmms-eval at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from casa_eval._paths import profiles_dir, tasks_dir
+from casa_eval.errors import UserError, unknown_name
+
+MECHANISM_NAMES = ("casa", "casa_shared", "insertion", "qformer", "cross_attention", "gated_cross_attention",
+                   "register_cross_attention", "text_only")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    mechanism: str
+    source: str  # "zoo" or a Hugging Face repository id
+    remote_code: bool = False
+    description: str = ""
+
+    @property
+    def is_zoo(self) -> bool:
+        return self.source == "zoo"
+
+
+def zoo_model_name(mechanism: str) -> str:
+    return "zoo-" + mechanism.replace("_", "-")
+
+
+ZOO_MODELS: dict[str, ModelEntry] = {
+    zoo_model_name(m): ModelEntry(zoo_model_name(m), m, "zoo",
+                                  description=f"{m} on the shared zoo backbone (random weights unless a checkpoint)")
+    for m in MECHANISM_NAMES
+}
+
+# The casa paper's models (real checkpoints on the Hugging Face hub).
+PAPER_MODELS: dict[str, ModelEntry] = {
+    e.name: e
+    for e in (
+        ModelEntry("casa", "casa", "kyutai/CASA-Helium1-VL-2B", True, "CASA on Helium1-2B"),
+        ModelEntry("casa-shared", "casa_shared", "kyutai/CASA-Helium1-VL-2B-Shared", True,
+                   "CASA sharing the self-attention weights, Helium1-2B"),
+        ModelEntry("casa-qwen", "casa", "kyutai/CASA-Qwen2_5-VL-3B", True, "CASA on a frozen Qwen2.5-VL-3B"),
+        ModelEntry("casa-qwen-shared", "casa_shared", "kyutai/CASA-Qwen2_5-VL-3B-Shared", True,
+                   "CASA-shared on Qwen2.5-VL-3B"),
+        ModelEntry("casa-livecc", "casa", "kyutai/CASA-Qwen2_5-VL-3B-LiveCC", True,
+                   "CASA-Qwen2.5-VL-3B fine-tuned for live video captioning"),
+        ModelEntry("insertion", "insertion", "kyutai/Helium1-VL-2B", True, "token insertion baseline, Helium1-2B"),
+        ModelEntry("insertion-qwen", "insertion", "Qwen/Qwen2.5-VL-3B-Instruct", False, "Qwen2.5-VL-3B (insertion)"),
+        ModelEntry("gated-xattn", "gated_cross_attention", "meta-llama/Llama-3.2-11B-Vision-Instruct", False,
+                   "Llama-3.2-Vision (mllama) gated cross-attention"),
+        ModelEntry("qformer", "qformer", "Salesforce/blip2-opt-2.7b", False, "BLIP-2 Q-Former"),
+        ModelEntry("mplug-owl3", "cross_attention", "mPLUG/mPLUG-Owl3-2B-241014", True,
+                   "mPLUG-Owl3 2B hyper-attention (cross-attention baseline of Kyutai's table)"),
+    )
+}
+
+
+def all_models() -> dict[str, ModelEntry]:
+    return {**ZOO_MODELS, **PAPER_MODELS}
+
+
+def resolve_model(name: str) -> ModelEntry:
+    """A model entry by name; unknown names list the valid ones."""
+    if name in ZOO_MODELS:
+        return ZOO_MODELS[name]
+    if name in PAPER_MODELS:
+        entry = PAPER_MODELS[name]
+        raise UserError(f"model {name!r} is the real checkpoint {entry.source}; real checkpoints are not "
+                        f"supported by this version of casa-eval yet — use a zoo model ({', '.join(ZOO_MODELS)})")
+    raise unknown_name("model", name, all_models())
+
+
+def split_names(value: str | list[str] | None) -> list[str]:
+    """`"a,b"`, `["a", "b,c"]` -> `["a", "b", "c"]` (empty items dropped, order and duplicates kept once)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    out: list[str] = []
+    for item in items:
+        for name in item.split(","):
+            name = name.strip()
+            if name and name not in out:
+                out.append(name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+
+class _IgnoreTags(yaml.SafeLoader):
+    """Reads lmms-eval YAMLs without resolving `!function` tags (listing must not import task code)."""
+
+
+_IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    path: Path
+    description: str
+    dataset: str
+
+
+def read_task_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.load(path.read_text(), Loader=_IgnoreTags)
+    return data if isinstance(data, dict) else {}
+
+
+def _leading_comment(path: Path) -> str:
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    return " ".join(x for x in lines if x)
+
+
+def available_tasks(extra: Sequence[Path] = ()) -> dict[str, TaskEntry]:
+    """Every task (not group) defined by a YAML under casa-eval's tasks directory and `extra` directories."""
+    paths = [p for root in (tasks_dir(), *extra) for p in sorted(Path(root).rglob("*.yaml"))]
+    out: dict[str, TaskEntry] = {}
+    for path in paths:
+        data = read_task_yaml(path)
+        name = data.get("task")
+        if isinstance(name, str):
+            dataset = str(data.get("dataset_path", ""))
+            out[name] = TaskEntry(name, path, _leading_comment(path), dataset)
+    return out
+
+
+def resolve_tasks(names: list[str], extra: Sequence[Path] = ()) -> list[TaskEntry]:
+    tasks = available_tasks(extra)
+    missing = [n for n in names if n not in tasks]
+    if missing:
+        raise unknown_name("task", missing[0], tasks)
+    return [tasks[n] for n in names]
+
+
+# ---------------------------------------------------------------------------------------------- profiles
+
+
+def available_profiles() -> dict[str, Path]:
+    try:
+        root = profiles_dir()
+    except FileNotFoundError:
+        return {}
+    return {p.stem: p for p in sorted(root.glob("*.yaml"))}
+
+
+def resolve_profile(name_or_path: str) -> Path:
+    """A profile by name (profiles/NAME.yaml) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if not path.is_file():
+            raise UserError(f"profile file {name_or_path} does not exist")
+        return path
+    profiles = available_profiles()
+    if name_or_path not in profiles:
+        raise unknown_name("profile", name_or_path, profiles)
+    return profiles[name_or_path]
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_filename(name: str) -> str:
+    return _SAFE_NAME.sub("_", name)

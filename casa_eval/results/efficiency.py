@@ -1,0 +1,107 @@
+"""The efficiency section of the results document: per-turn records and per-model summaries of a
+streaming profile (see docs/profiling.md for the method)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRecord(_Record):
+    """What was built for a model name (also used by the accuracy section of the run config)."""
+
+    name: str
+    mechanism: str
+    source: str
+    checkpoint: str | None
+    weights_sha256: str | None
+    dtype: str
+    attention_backend: str
+    parameters: int
+    added_parameters: int
+    image_tokens: int
+    config: dict[str, Any]
+
+
+class TurnRecord(_Record):
+    """One model x repeat x turn. Times in ms, memory in bytes, energy in J; None where not measured."""
+
+    model: str
+    repeat: int
+    turn: int
+    ttft_ms: float | None
+    decode_ms_per_token: float | None
+    turn_ms: float | None
+    prompt_tokens: int | None
+    generated_tokens: int | None
+    kv_tokens: int | None
+    kv_bytes: int | None
+    analytic_kv_bytes: int | None
+    side_state_tokens: int | None
+    side_state_bytes: int | None
+    analytic_side_state_bytes: int | None
+    rss_bytes: int | None
+    peak_rss_bytes: int | None
+    gpu_allocated_bytes: int | None = None
+    gpu_peak_allocated_bytes: int | None = None
+    gpu_peak_reserved_bytes: int | None = None
+    nvml_process_bytes: int | None = None
+    nvml_device_bytes: int | None = None
+    energy_j: float | None = None
+    realtime_headroom: float | None = None
+    oom: bool = False
+
+
+class Slope(_Record):
+    """Least-squares slope against the turn index with a 95 % bootstrap interval."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    unit: str
+
+
+class ModelEfficiency(_Record):
+    model: str
+    mechanism: str
+    added_parameters: int
+    image_tokens: int
+    turns_requested: int
+    turns_completed: int
+    repeats: int
+    oom_turn: int | None = Field(description="first turn that ran out of memory (None: never)")
+    first: dict[str, float] = Field(description="medians over the first 10 % of turns (and repeats)")
+    last: dict[str, float] = Field(description="medians over the last 10 % of turns (and repeats)")
+    ratio_to_floor_first: float | None = Field(description="median turn_ms / text-only turn_ms, first 10 %")
+    ratio_to_floor_last: float | None
+    slopes: dict[str, Slope]
+    peak_memory_bytes: int | None
+    kv_bytes_match_analytic: bool
+    turns_before_oom: dict[str, int | None] = Field(description="GPU size (GiB) -> projected turns")
+    energy_j_per_turn: float | None
+    realtime_headroom: float | None = Field(description="frame interval / median turn time, last 10 %")
+
+
+class Crossover(_Record):
+    model: str
+    baseline: str
+    metric: str
+    turn: int | None = Field(description="first turn from which the model stays cheaper (measured medians)")
+    turn_fit: float | None = Field(description="intersection of the two fitted lines")
+
+
+class EfficiencySection(_Record):
+    profile: str
+    model_records: list[ModelRecord] = Field(default_factory=list, description="the models profiled, as built")
+    profile_config: dict[str, Any]
+    device: str
+    video: str | None
+    models: list[ModelEfficiency]
+    crossovers: list[Crossover]
+    turns_file: str
+    records: list[TurnRecord]
