@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,8 +18,17 @@ from rich.progress import (
 
 from casa_eval.results.schema import MetricResult
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _width(stream: object) -> int | None:
+    """Rich's own width in a terminal; a wide fixed width when output goes to a file or a CI log."""
+    isatty = getattr(stream, "isatty", None)
+    if (callable(isatty) and isatty()) or os.environ.get("COLUMNS"):
+        return None
+    return 160
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def error(message: str) -> None:

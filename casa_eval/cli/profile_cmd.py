@@ -72,25 +72,24 @@ class ProfileProgress:
     def __init__(self, progress: Any) -> None:
         self.progress = progress
         self.stage_task = progress.add_task("starting", total=None)
-        self.current: Any = None
+        self.bars: dict[str, Any] = {}
 
     def stage(self, message: str) -> None:
         self.progress.update(self.stage_task, description=message, visible=True)
 
     def model_started(self, name: str, total_turns: int) -> None:
         self.progress.update(self.stage_task, visible=False)
-        self.current = self.progress.add_task(f"{name}", total=total_turns)
+        self.bars[name] = self.progress.add_task(name, total=total_turns)
 
-    def turn_done(self) -> None:
-        if self.current is not None:
-            self.progress.advance(self.current)
+    def turn_done(self, name: str) -> None:
+        self.progress.advance(self.bars[name])
 
     def model_finished(self, summary: Any) -> None:
-        if self.current is not None:
+        bar = self.bars.get(summary.model)
+        if bar is not None:
             note = f"  OOM at turn {summary.oom_turn}" if summary.oom_turn is not None else ""
-            self.progress.update(self.current, description=f"{summary.model}{note}",
-                                 total=self.progress.tasks[self.current].completed)
-        self.current = None
+            self.progress.update(bar, description=f"{summary.model}{note}",
+                                 total=self.progress.tasks[bar].completed)
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -98,26 +97,41 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def print_profile_summary(section: Any) -> None:
+    sequential = section.schedule == "sequential"
     table = Table("model", "turns", "TTFT ms\nfirst→last", "decode ms/tok\nfirst→last", "turn ms\nfirst→last",
-                  "× text-only\nfirst→last", "slope\nms/turn [95% CI]", "KV tokens\nlast", "peak MiB",
-                  "KV ==\nanalytic",
-                  title=f"streaming profile {section.profile} on {section.device} (medians over repeats; "
-                        "first/last 10% of turns)")
+                  "× text-only\nfirst→last", "slope\nms/turn [95% CI]", "KV tokens\nlast",
+                  "peak MiB" if sequential else "state KiB\nlast", "KV ==\nanalytic",
+                  title=f"streaming profile {section.profile} on {section.device}, {section.schedule} "
+                        "(medians over repeats of the first/last 10% of turns)")
     for m in section.models:
         slope = m.slopes.get("turn_ms")
         slope_text = "—" if slope is None else f"{slope.value:+.2f} [{slope.ci_low:+.2f}, {slope.ci_high:+.2f}]"
         turns = f"{m.turns_completed}" + (f" (OOM@{m.oom_turn})" if m.oom_turn is not None else "")
+        if sequential:
+            memory = _fmt(None if m.peak_memory_bytes is None else m.peak_memory_bytes / 2**20, 0)
+        else:  # process memory is shared by the interleaved models: show each model's own state instead
+            memory = _fmt((m.last.get("kv_bytes", 0) + m.last.get("side_state_bytes", 0)) / 2**10, 0)
         table.add_row(
             m.model, turns,
             f"{_fmt(m.first.get('ttft_ms'))}→{_fmt(m.last.get('ttft_ms'))}",
             f"{_fmt(m.first.get('decode_ms_per_token'), 2)}→{_fmt(m.last.get('decode_ms_per_token'), 2)}",
             f"{_fmt(m.first.get('turn_ms'))}→{_fmt(m.last.get('turn_ms'))}",
             f"{_fmt(m.ratio_to_floor_first, 2)}→{_fmt(m.ratio_to_floor_last, 2)}", slope_text,
-            f"{m.last.get('kv_tokens', 0):,.0f}",
-            _fmt(None if m.peak_memory_bytes is None else m.peak_memory_bytes / 2**20, 0),
+            f"{m.last.get('kv_tokens', 0):,.0f}", memory,
             "yes" if m.kv_bytes_match_analytic else "[red]NO[/]")
     console.print(table)
-    for c in section.crossovers:
-        where = "never within the run" if c.turn is None else f"from turn {c.turn}"
-        console.print(f"{c.model} is cheaper than {c.baseline} in {c.metric} {where} (fitted lines cross at "
-                      f"{_fmt(c.turn_fit)})")
+    if section.crossovers:
+        baseline = section.crossovers[0].baseline
+        cross = Table("model", "turn time", "decode ms/token",
+                      title=f"cheaper than {baseline} from turn (measured; fitted lines cross at)")
+        for model in dict.fromkeys(c.model for c in section.crossovers):
+            cells = {c.metric: c for c in section.crossovers if c.model == model}
+            cross.add_row(model, *(_crossing(cells.get(k)) for k in ("turn_ms", "decode_ms_per_token")))
+        console.print(cross)
+
+
+def _crossing(c: Any) -> str:
+    if c is None:
+        return "—"
+    measured = "never" if c.turn is None else str(c.turn)
+    return f"{measured} ({_fmt(c.turn_fit)})"

@@ -29,6 +29,10 @@ def run(
                                                 "(and `zoo:` model dimensions, `checkpoints:`).")] = None,
     include_path: Annotated[list[Path] | None, typer.Option("--include-path", help="Extra lmms-eval task "
                                                             "directory (repeatable).")] = None,
+    profile: Annotated[str | None, typer.Option(help="Streaming profile run after the accuracy evaluation "
+                                                "(default cpu-smoke; 'none' to skip).")] = None,
+    video: Annotated[Path | None, typer.Option(help="Video streamed by the profile (default: a synthesised "
+                                               "clip).")] = None,
     online: Annotated[bool, typer.Option(help="Allow Hugging Face hub downloads (offline by default).")] = False,
 ) -> None:
     """Evaluate models on tasks through lmms-eval and write one results document.
@@ -52,9 +56,11 @@ def run(
     overrides: dict[str, Any] = {
         "models": split_names(models) or None, "tasks": split_names(tasks) or None, "limit": limit,
         "output_dir": output_dir, "batch_size": batch_size, "device": device, "seed": seed,
-        "include_paths": include_path or None,
+        "include_paths": include_path or None, "video": video,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if profile is not None:
+        overrides["profile"] = None if profile.lower() == "none" else profile
     base: dict[str, Any] = {}
     if config is not None:
         base = load_yaml_model(config, RunSettings).model_dump(exclude_unset=True)
@@ -66,6 +72,7 @@ def run(
         overrides["output_dir"] = run_dir
     settings = validate_data(RunSettings, {**base, **overrides}, "run settings")
     validate_names(settings)  # before any progress bar is drawn
+    streaming = _streaming_step(settings)
     default_location = settings.output_dir is None
     run_id = new_run_id()
     if default_location:
@@ -75,14 +82,44 @@ def run(
         reporter = ProgressReporter(progress, settings.limit)
         try:
             results, out = execute_run(settings, run_id=run_id, resume=resume, reporter=reporter,
-                                       on_start=lambda out: _link_latest(out, default_location))
+                                       on_start=lambda out: _link_latest(out, default_location),
+                                       after_accuracy=None if streaming is None else streaming(progress))
         except KeyboardInterrupt:
             progress.stop()
             error(f"interrupted; finished samples are kept in {settings.output_dir}. Continue with: "
                   f"casa-eval run --resume --output-dir {settings.output_dir}")
             raise typer.Exit(130) from None
     _print_summary(results)
+    if results.efficiency is not None:
+        from casa_eval.cli.profile_cmd import print_profile_summary
+
+        print_profile_summary(results.efficiency)
     console.print(f"results: [bold]{out / 'results.json'}[/]")
+
+
+def _streaming_step(settings: Any) -> Any:
+    """The profile step of the run (None when `profile` is None), validated before anything runs."""
+    if settings.profile is None:
+        return None
+    from casa_eval.profiling.document import add_profile, profile_model_names, resolve_profile_config
+
+    profile = resolve_profile_config(settings.profile)
+    names = profile_model_names(profile, settings.models)
+
+    def step(progress: Any) -> Any:
+        def run_profile(results: Any, out: Path) -> None:
+            from casa_eval.cli.profile_cmd import ProfileProgress
+            from casa_eval.profiling.video import demo_video
+
+            video = settings.video or demo_video()
+            add_profile(results, out, profile, names, reporter=ProfileProgress(progress), video=video,
+                        device=settings.device if settings.device != "auto" else None,
+                        checkpoints=settings.checkpoints, seed=settings.seed)
+            results.save(out)
+
+        return run_profile
+
+    return step
 
 
 def _latest_run() -> Path:

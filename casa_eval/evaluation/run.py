@@ -53,6 +53,9 @@ class RunSettings(BaseModel):
     zoo: dict[str, Any] = Field(default_factory=dict, description="FusionConfig fields shared by zoo models")
     checkpoints: dict[str, Path] = Field(default_factory=dict, description="model name -> checkpoint directory")
     include_paths: list[Path] = Field(default_factory=list, description="extra lmms-eval task directories")
+    profile: str | None = Field("cpu-smoke", description="streaming profile run after the accuracy evaluation "
+                                "(a name or a YAML path; None to skip)")
+    video: Path | None = Field(None, description="video streamed by the profile (default: a synthesised clip)")
 
 
 class RunReporter(Protocol):
@@ -111,9 +114,9 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
                 reporter: RunReporter | None = None,
                 on_start: Callable[[Path], None] | None = None,
                 after_accuracy: Callable[[RunResults, Path], None] | None = None) -> tuple[RunResults, Path]:
-    """Run the accuracy evaluation (then `after_accuracy`, e.g. the profiler) and return the document.
-
-    The settings are stored in the run directory (`run_settings.json`) so `--resume` can reuse them."""
+    """Run the accuracy evaluation, then `after_accuracy` (the streaming profile when the CLI runs it), and
+    return the document. The settings are stored in the run directory (`run_settings.json`) so `--resume`
+    can reuse them."""
     reporter = reporter or SilentReporter()
     validate_names(settings)
     run_id = run_id or new_run_id()
@@ -157,7 +160,7 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
                 metrics = _store_task(results, out, name, task.name, outcome)
                 results.save(out)
                 reporter.task_finished(name, task.name, metrics)
-        if after_accuracy is not None:
+        if after_accuracy is not None and results.efficiency is None:
             after_accuracy(results, out)
     except KeyboardInterrupt:
         results.status.state = "interrupted"

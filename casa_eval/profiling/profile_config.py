@@ -46,6 +46,10 @@ class ProfileConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attention_backend: Literal["auto", "sdpa", "flex", "flash", "dense"] = "auto"
     device: str = "auto"
+    schedule: Literal["auto", "interleaved", "sequential"] = Field(
+        "auto", description="interleaved: turn t of every model back to back, so slow drifts of the machine hit "
+                            "all models alike (CPU default); sequential: one model after another, needed for "
+                            "per-model peak memory and energy (GPU default)")
     memory_budget: MemoryBudget | None = Field(
         None, description="GPU: fraction of device memory per process (0-1) or bytes ('40GiB'); "
                           "CPU: bytes of conversation state (KV cache + side state)")

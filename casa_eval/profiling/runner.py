@@ -1,8 +1,13 @@
 """`casa-eval profile`: stream the same workload through every model and measure each turn.
 
 Per model: a discarded warm-up session, then `repeats` measured sessions of `turns` turns; an
-out-of-memory turn (a real `torch.OutOfMemoryError` on GPU, the state budget on CPU) is recorded and the
-next model runs. Models are loaded one at a time and freed before the next.
+out-of-memory turn (a real `torch.OutOfMemoryError` on GPU, the state budget on CPU) is recorded and that
+model stops while the others go on. Two schedules:
+
+* interleaved (CPU default): all models are loaded and take turns — turn t of every model runs back to
+  back — so slow drifts of a shared machine hit every mechanism alike and ratios stay honest;
+* sequential (GPU default): one model after another, loaded alone, so peak memory and NVML energy belong
+  to that model only.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from casa_eval.profiling.clocks import TurnClock
 from casa_eval.profiling.energy import EnergyMeter
 from casa_eval.profiling.memory import MemorySampler
 from casa_eval.profiling.profile_config import ProfileConfig
-from casa_eval.profiling.session_loop import SessionContext, run_session
+from casa_eval.profiling.session_loop import SessionContext, TurnRunner, Workload
 from casa_eval.profiling.video import read_frames, synthetic_frames
 from casa_eval.results.efficiency import Crossover, EfficiencySection, ModelEfficiency, ModelRecord, TurnRecord
 
@@ -36,7 +41,7 @@ TURNS_FILE = "turns.csv"
 class ProfileReporter(Protocol):
     def stage(self, message: str) -> None: ...
     def model_started(self, name: str, total_turns: int) -> None: ...
-    def turn_done(self) -> None: ...
+    def turn_done(self, name: str) -> None: ...
     def model_finished(self, summary: ModelEfficiency) -> None: ...
 
 
@@ -47,7 +52,7 @@ class SilentProfileReporter:
     def model_started(self, name: str, total_turns: int) -> None:
         pass
 
-    def turn_done(self) -> None:
+    def turn_done(self, name: str) -> None:
         pass
 
     def model_finished(self, summary: ModelEfficiency) -> None:
@@ -108,6 +113,22 @@ def profile_frames(profile: ProfileConfig, image_size: int, video: Path | None, 
     return frames
 
 
+def resolve_schedule(schedule: str, device: torch.device) -> str:
+    if schedule != "auto":
+        return schedule
+    return "sequential" if device.type == "cuda" else "interleaved"
+
+
+@dataclass
+class _Prepared:
+    """A loaded model variant with its measurement context."""
+
+    variant: ModelVariant
+    loaded: LoadedModel
+    ctx: SessionContext
+    gpu_fraction: float | None
+
+
 def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | None = None,
                    repeats: int | None = None, video: Path | None = None, device: str | None = None,
                    checkpoints: dict[str, Path] | None = None, seed: int = 0,
@@ -115,79 +136,111 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
                    loader: Callable[..., LoadedModel] = load_model) -> EfficiencySection:
     """Run the profile for every model and return the efficiency section (records, summaries, models)."""
     reporter = reporter or SilentProfileReporter()
-    scenario = profile.scenario
-    turns = turns or scenario.turns
-    repeats = repeats or scenario.repeats
+    turns = turns or profile.scenario.turns
+    repeats = repeats or profile.scenario.repeats
     target = resolve_device(device or profile.device)
+    schedule = resolve_schedule(profile.schedule, target)
     dims = zoo_dimensions(profile)
     variants = expand_models(profile, names)
-    records: list[dict[str, Any]] = []
+    records: dict[str, list[dict[str, Any]]] = {}
     summaries: list[ModelEfficiency] = []
     model_records: list[ModelRecord] = []
-    frames: list[np.ndarray] | None = None
+    workload: Workload | None = None
+
+    def prepare(variant: ModelVariant) -> _Prepared:
+        nonlocal workload
+        reporter.stage(f"loading {variant.name}")
+        loaded = loader(variant.base, checkpoint=(checkpoints or {}).get(variant.base),
+                        zoo={**dims, **variant.zoo}, seed=seed, device=str(target))
+        if workload is None:
+            frames = profile_frames(profile, loaded.model.config.vision.image_size, video, turns)
+            workload = Workload(frames=frames, prompt=profile.scenario.prompt,
+                                tokens_per_turn=profile.scenario.tokens_per_turn, fps=profile.scenario.fps)
+        return _prepared(loaded, variant, profile, target, sampler, energy=schedule == "sequential")
+
+    def finish(prepared: _Prepared) -> None:
+        name = prepared.variant.name
+        weights = sum(p.numel() * p.element_size() for p in prepared.loaded.model.parameters())
+        summary = summarize(name, prepared.loaded.record, records[name], turns=turns, repeats=repeats,
+                            weights_bytes=weights, memory_gib=profile.project_memory_gib)
+        summaries.append(summary)
+        model_records.append(ModelRecord(**{**prepared.loaded.record, "name": name}))
+        reporter.model_finished(summary)
+
     with MemorySampler(target) as sampler:
-        for variant in variants:
-            reporter.stage(f"loading {variant.name}")
-            loaded = loader(variant.base, checkpoint=(checkpoints or {}).get(variant.base),
-                            zoo={**dims, **variant.zoo}, seed=seed, device=str(target))
-            if frames is None:
-                frames = profile_frames(profile, loaded.model.config.vision.image_size, video, turns)
-            measured = _profile_one(loaded, variant.name, profile, frames, turns, repeats, target, sampler,
-                                    reporter)
-            weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
-            summary = summarize(variant.name, loaded.record, measured, turns=turns, repeats=repeats,
-                                weights_bytes=weights, memory_gib=profile.project_memory_gib)
-            summaries.append(summary)
-            records.extend(measured)
-            model_records.append(ModelRecord(**{**loaded.record, "name": variant.name}))
-            reporter.model_finished(summary)
-            del loaded
+        groups = [[v] for v in variants] if schedule == "sequential" else [variants]
+        for group in groups:
+            prepared = [prepare(v) for v in group]
+            assert workload is not None
+            records.update(_measure(prepared, workload, turns, repeats, profile.scenario.warmup_turns, reporter))
+            for p in prepared:
+                finish(p)
+            del prepared
             gc.collect()
             if target.type == "cuda":
                 torch.cuda.empty_cache()
-    summaries = _with_floor_ratios(summaries, records)
+    flat = [r for v in variants for r in records[v.name]]
+    summaries = _with_floor_ratios(summaries, flat)
     return EfficiencySection(
         profile=profile.name, model_records=model_records, profile_config=profile.model_dump(mode="json"),
-        device=str(target),
-        video=None if video is None else str(video), models=summaries,
-        crossovers=_crossovers(summaries, records), turns_file=TURNS_FILE,
-        records=[TurnRecord.model_validate(_finite(r)) for r in records])
+        device=str(target), schedule=schedule, video=None if video is None else str(video), models=summaries,
+        crossovers=_crossovers(summaries, flat), turns_file=TURNS_FILE,
+        records=[TurnRecord.model_validate(_finite(r)) for r in flat])
 
 
-def _profile_one(loaded: LoadedModel, name: str, profile: ProfileConfig, frames: list[np.ndarray], turns: int,
-                 repeats: int, device: torch.device, sampler: MemorySampler,
-                 reporter: ProfileReporter) -> list[dict[str, Any]]:
-    scenario = profile.scenario
+def _prepared(loaded: LoadedModel, variant: ModelVariant, profile: ProfileConfig, device: torch.device,
+              sampler: MemorySampler, *, energy: bool) -> _Prepared:
     budget = profile.budget_bytes() if profile.memory_budget is not None else None
-    state_budget = None
+    fraction = state_budget = None
     if budget is not None and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
-        fraction = float(profile.memory_budget) if isinstance(profile.memory_budget, (int, float)) and \
-            float(profile.memory_budget) <= 1 else budget / total
-        torch.cuda.set_per_process_memory_fraction(min(fraction, 1.0), device)
+        value = profile.memory_budget
+        fraction = float(value) if isinstance(value, (int, float)) and float(value) <= 1 else budget / total
     elif budget is not None:
         state_budget = budget
     ctx = SessionContext(model=loaded.model, tokenizer=loaded.model.tokenizer, prompt_format=loaded.prompt_format,
-                         device=device, clock=TurnClock(device), sampler=sampler, energy=EnergyMeter(device),
-                         state_budget_bytes=state_budget)
-    def session(repeat: int, count: int, on_turn: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-        return run_session(ctx, name=name, repeat=repeat, turns=count, frames=frames, prompt=scenario.prompt,
-                           tokens_per_turn=scenario.tokens_per_turn, fps=scenario.fps, on_turn=on_turn)
+                         device=device, clock=TurnClock(device), sampler=sampler,
+                         energy=EnergyMeter(device) if energy else None, state_budget_bytes=state_budget)
+    return _Prepared(variant=variant, loaded=loaded, ctx=ctx, gpu_fraction=fraction)
 
-    out: list[dict[str, Any]] = []
+
+def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats: int, warmup_turns: int,
+             reporter: ProfileReporter) -> dict[str, list[dict[str, Any]]]:
+    """Warm every model up (discarded), then `repeats` sessions of `turns` turns; within a repeat the models
+    take turns (one model alone = the sequential schedule). A model that runs out of memory stops there."""
+    out: dict[str, list[dict[str, Any]]] = {p.variant.name: [] for p in prepared}
+    if len({p.gpu_fraction for p in prepared}) == 1 and prepared[0].gpu_fraction is not None:
+        torch.cuda.set_per_process_memory_fraction(min(prepared[0].gpu_fraction, 1.0), prepared[0].ctx.device)
     try:
-        if scenario.warmup_turns:
-            reporter.stage(f"warming up {name}")
-            session(-1, scenario.warmup_turns)  # discarded
-        reporter.model_started(name, turns * repeats)
+        for p in prepared:
+            if warmup_turns:
+                reporter.stage(f"warming up {p.variant.name}")
+                warm = TurnRunner(p.ctx, workload, name=p.variant.name, repeat=-1)
+                for _ in range(warmup_turns):
+                    if warm.step()["oom"]:
+                        break
+                warm.close()
+        for p in prepared:
+            reporter.model_started(p.variant.name, turns * repeats)
+        stopped: set[str] = set()
         for repeat in range(repeats):
-            session_records = session(repeat, turns, reporter.turn_done)
-            out.extend(session_records)
-            if session_records and session_records[-1]["oom"]:
-                break  # every repeat would run out at the same turn: record it once, move to the next model
+            runners = [TurnRunner(p.ctx, workload, name=p.variant.name, repeat=repeat) for p in prepared
+                       if p.variant.name not in stopped]
+            for _ in range(turns):
+                for runner in runners:
+                    if runner.done:
+                        continue
+                    record = runner.step()
+                    out[runner.name].append(record)
+                    if record["oom"]:
+                        stopped.add(runner.name)  # every repeat would run out at the same turn
+                    else:
+                        reporter.turn_done(runner.name)
+            for runner in runners:
+                runner.close()
     finally:
-        if budget is not None and device.type == "cuda":
-            torch.cuda.set_per_process_memory_fraction(1.0, device)
+        if prepared[0].gpu_fraction is not None:
+            torch.cuda.set_per_process_memory_fraction(1.0, prepared[0].ctx.device)
     return out
 
 

@@ -1,16 +1,16 @@
-"""One streaming session under measurement: frame, prompt, a fixed number of greedy tokens, per turn.
+"""One streaming session under measurement, advanced one turn at a time.
 
-Only the streaming protocol is used (`new_session`, `add_image`, `add_text`, `decode`, `cache_stats`), so
-zoo models and real checkpoints are driven identically. Decoding keeps the chosen token on the device
-(no host synchronisation inside a turn) and never stops at EOS: every turn generates exactly
-`tokens_per_turn` tokens. The last token of a turn is fed at the start of the next turn, with the
-end-of-turn marker, as a real conversation would.
+Each turn: a frame arrives, the user prompt is prefilled, exactly `tokens_per_turn` tokens are decoded
+greedily. Only the streaming protocol is used (`new_session`, `add_image`, `add_text`, `decode`,
+`cache_stats`), so zoo models and real checkpoints are driven identically. The chosen token stays on the
+device (no host synchronisation inside a turn) and EOS never ends a turn. The last token of a turn is fed
+at the start of the next one, with the end-of-turn marker, as a real conversation would.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,64 +35,80 @@ class SessionContext:
     device: torch.device
     clock: TurnClock
     sampler: MemorySampler
-    energy: EnergyMeter
+    energy: EnergyMeter | None  # None when turns of several models interleave (no attribution possible)
     state_budget_bytes: int | None  # CPU only; on GPU the allocator enforces the budget
 
 
-def run_session(ctx: SessionContext, *, name: str, repeat: int, turns: int, frames: Sequence[np.ndarray],
-                prompt: str, tokens_per_turn: int, fps: float,
-                on_turn: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """Run `turns` turns in a fresh session; return one record per turn (the last one flagged `oom` if the
-    memory ran out, after which the session stops)."""
-    records: list[dict[str, Any]] = []
-    session = ctx.model.new_session(batch_size=1)
-    end_ids = ctx.tokenizer(ctx.prompt_format.turn_end, add_special_tokens=False).input_ids
-    carry: list[int] | None = None
-    ctx.energy.begin()
-    try:
-        for turn in range(turns):
-            frame = frames[turn % len(frames)]
-            ctx.sampler.turn_start()
-            try:
-                ctx.clock.start()
-                logits, fed = prefill_turn(session, ctx.tokenizer, ctx.prompt_format, [[frame]], [prompt],
-                                           previous_tokens=[carry] if carry else None)
-                token = logits.argmax(-1)
-                ctx.clock.first_token()
-                for _ in range(tokens_per_turn - 1):
-                    token = session.decode(token).argmax(-1)
-                ctx.clock.end()
-                times = ctx.clock.read()
-                stats = session.cache_stats()
-                if ctx.state_budget_bytes is not None and stats.kv_bytes + stats.side_state_bytes > \
-                        ctx.state_budget_bytes:
-                    raise MemoryBudgetExceeded(f"{stats.kv_bytes + stats.side_state_bytes} bytes of state")
-            except (torch.OutOfMemoryError, MemoryBudgetExceeded):
-                records.append(_oom_record(name, repeat, turn, ctx.sampler))
-                break
-            carry = [int(token.item()), *end_ids]
-            memory = ctx.sampler.read()
-            record = {
-                "model": name, "repeat": repeat, "turn": turn, "ttft_ms": times.ttft_ms,
-                "decode_ms_per_token": times.decode_ms / max(tokens_per_turn - 1, 1), "turn_ms": times.turn_ms,
-                "prompt_tokens": fed[0], "generated_tokens": tokens_per_turn,
-                "kv_tokens": stats.kv_tokens, "kv_bytes": stats.kv_bytes, "analytic_kv_bytes": stats.analytic_kv_bytes,
-                "side_state_tokens": stats.side_state_tokens, "side_state_bytes": stats.side_state_bytes,
-                "analytic_side_state_bytes": stats.analytic_side_state_bytes,
-                **vars(memory), "realtime_headroom": (1000.0 / fps) / times.turn_ms if times.turn_ms > 0 else None,
-                "oom": False,
-            }
+@dataclass(frozen=True)
+class Workload:
+    frames: Sequence[np.ndarray]
+    prompt: str
+    tokens_per_turn: int
+    fps: float
+
+
+class TurnRunner:
+    """A fresh session of one model; `step()` runs the next turn and returns its record."""
+
+    def __init__(self, ctx: SessionContext, workload: Workload, *, name: str, repeat: int) -> None:
+        self.ctx, self.workload, self.name, self.repeat = ctx, workload, name, repeat
+        self.session: Any = ctx.model.new_session(batch_size=1)
+        self.end_ids = ctx.tokenizer(ctx.prompt_format.turn_end, add_special_tokens=False).input_ids
+        self.carry: list[int] | None = None
+        self.turn = 0
+        self.done = False
+        if ctx.energy is not None:
+            ctx.energy.begin()
+
+    def step(self) -> dict[str, Any]:
+        ctx, work = self.ctx, self.workload
+        frame = work.frames[self.turn % len(work.frames)]
+        ctx.sampler.turn_start()
+        try:
+            ctx.clock.start()
+            logits, fed = prefill_turn(self.session, ctx.tokenizer, ctx.prompt_format, [[frame]], [work.prompt],
+                                       previous_tokens=[self.carry] if self.carry else None)
+            token = logits.argmax(-1)
+            ctx.clock.first_token()
+            for _ in range(work.tokens_per_turn - 1):
+                token = self.session.decode(token).argmax(-1)
+            ctx.clock.end()
+            times = ctx.clock.read()
+            stats = self.session.cache_stats()
+            state = stats.kv_bytes + stats.side_state_bytes
+            if ctx.state_budget_bytes is not None and state > ctx.state_budget_bytes:
+                raise MemoryBudgetExceeded(f"{state} bytes of conversation state")
+        except (torch.OutOfMemoryError, MemoryBudgetExceeded):
+            self.done = True
+            self.close()
+            return _oom_record(self.name, self.repeat, self.turn, ctx.sampler)
+        self.carry = [int(token.item()), *self.end_ids]
+        memory = ctx.sampler.read()
+        record = {
+            "model": self.name, "repeat": self.repeat, "turn": self.turn, "ttft_ms": times.ttft_ms,
+            "decode_ms_per_token": times.decode_ms / max(work.tokens_per_turn - 1, 1), "turn_ms": times.turn_ms,
+            "prompt_tokens": fed[0], "generated_tokens": work.tokens_per_turn,
+            "kv_tokens": stats.kv_tokens, "kv_bytes": stats.kv_bytes, "analytic_kv_bytes": stats.analytic_kv_bytes,
+            "side_state_tokens": stats.side_state_tokens, "side_state_bytes": stats.side_state_bytes,
+            "analytic_side_state_bytes": stats.analytic_side_state_bytes, **vars(memory),
+            "realtime_headroom": (1000.0 / work.fps) / times.turn_ms if times.turn_ms > 0 else None,
+            "energy_j": None, "oom": False,
+        }
+        if ctx.energy is not None:
             ctx.energy.turn_done(record, times.turn_ms / 1e3)
-            records.append(record)
-            if on_turn is not None:
-                on_turn()
-        ctx.energy.flush()
-    finally:
-        del session
+        self.turn += 1
+        return record
+
+    def close(self) -> None:
+        """End the session: attribute the last energy block and free the cache."""
+        if self.session is None:
+            return
+        if self.ctx.energy is not None:
+            self.ctx.energy.flush()
+        self.session = None
         gc.collect()
-        if ctx.device.type == "cuda":
+        if self.ctx.device.type == "cuda":
             torch.cuda.empty_cache()
-    return records
 
 
 def _oom_record(name: str, repeat: int, turn: int, sampler: MemorySampler) -> dict[str, Any]:

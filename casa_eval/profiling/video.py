@@ -56,6 +56,14 @@ def read_frames(path: Path, *, fps: float, size: int) -> Iterator[np.ndarray]:
             yield frame.to_ndarray(width=size, height=size, format="rgb24")
 
 
+def demo_video() -> Path:
+    """The default demo clip (8 s at 10 fps, 256 px), synthesised once into casa-eval's cache."""
+    from casa_eval._paths import cache_dir
+
+    path = cache_dir() / "videos" / "demo-v1.mp4"
+    return path if path.is_file() else synthesize_video(path)
+
+
 def synthetic_frames(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
     """Frames without a video file (used when a profile runs with no --video)."""
     total = max(count, 2)

@@ -100,6 +100,7 @@ class EfficiencySection(_Record):
     model_records: list[ModelRecord] = Field(default_factory=list, description="the models profiled, as built")
     profile_config: dict[str, Any]
     device: str
+    schedule: str = Field(description="interleaved (models take turns) or sequential (one model after another)")
     video: str | None
     models: list[ModelEfficiency]
     crossovers: list[Crossover]

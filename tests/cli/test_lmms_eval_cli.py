@@ -25,8 +25,9 @@ def _lmms_value(out: Path, metric: str) -> float:
 
 def _lmms_predictions(out: Path) -> dict[int, str]:
     samples = [json.loads(line) for f in out.rglob("*_samples_synth_docvqa.jsonl") for line in f.open()]
-    return {s["doc_id"]: s["filtered_resps"][0] if isinstance(s["filtered_resps"], list) else s["filtered_resps"]
-            for s in samples}
+    # lmms-eval's sample tracker strips responses when it writes them
+    return {s["doc_id"]: (s["filtered_resps"][0] if isinstance(s["filtered_resps"], list)
+                          else s["filtered_resps"]).strip() for s in samples}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def ours(tmp_path_factory: pytest.TempPathFactory, data_cache: Path) -> tuple[fl
     assert result.returncode == 0, result.stderr
     [anls] = [r for r in load_results(run / "out").accuracy if r.metric == "anls"]
     samples = [json.loads(line) for line in (run / "out" / "samples" / "zoo-casa__synth_docvqa.jsonl").open()]
-    return anls.value, {s["doc_id"]: s["prediction"] for s in samples}
+    return anls.value, {s["doc_id"]: s["prediction"].strip() for s in samples}
 
 
 def _lmms_args(out: Path) -> list[str]:
