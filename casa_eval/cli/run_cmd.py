@@ -89,12 +89,27 @@ def run(
             error(f"interrupted; finished samples are kept in {settings.output_dir}. Continue with: "
                   f"casa-eval run --resume --output-dir {settings.output_dir}")
             raise typer.Exit(130) from None
+    report = _write_report(results, out)
     _print_summary(results)
     if results.efficiency is not None:
         from casa_eval.cli.profile_cmd import print_profile_summary
 
         print_profile_summary(results.efficiency)
-    console.print(f"results: [bold]{out / 'results.json'}[/]")
+    console.print(f"results: [bold]{out / 'results.json'}[/]" + (f"  report: [bold]{report}[/]" if report else ""))
+
+
+def _write_report(results: Any, out: Path) -> Path | None:
+    """The HTML report next to the results (a failure here never loses the results)."""
+    from casa_eval.report import build_report
+
+    try:
+        path = build_report([out], out / "report.html")
+    except Exception as exc:  # the results are already saved; say why the report is missing
+        error(f"the run finished but its report could not be written: {exc}")
+        return None
+    results.files["report"] = path.name
+    results.save(out)
+    return path
 
 
 def _streaming_step(settings: Any) -> Any:

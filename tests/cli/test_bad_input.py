@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import casa_eval, write_toy_task
+from tests.clitools import casa_eval, write_toy_task
 
 
 def _one_line_error(result) -> str:  # type: ignore[no-untyped-def]

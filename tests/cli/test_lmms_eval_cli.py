@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from casa_eval.results import load_results
-from tests.cli.conftest import REPO, casa_eval, cli_env
+from tests.clitools import REPO, casa_eval, cli_env
 
 LIMIT = 6
 

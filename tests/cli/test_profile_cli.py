@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from casa_eval.results import load_results
-from tests.cli.conftest import REPO, casa_eval, cli_env
+from tests.clitools import REPO, casa_eval, cli_env
 from tests.profiling.helpers import tiny_profile
 
 BLOCKER = """

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from casa_eval.results import load_results
-from tests.cli.conftest import REPO, casa_eval, cli_env, write_toy_task
+from tests.clitools import REPO, casa_eval, cli_env, write_toy_task
 
 DOCS = 16
 

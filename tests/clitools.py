@@ -8,22 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image, ImageDraw
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One synthetic-data cache for the whole session (generated on first use by the tasks)."""
-    return tmp_path_factory.mktemp("synthetic-cache")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def cli_env(cache: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(CASA_EVAL_DATA_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               HF_HOME=str(cache / "hf-home"), COLUMNS="200")
+    env.update(CASA_EVAL_CACHE=str(cache), CASA_EVAL_DATA_CACHE=str(cache / "synthetic"), HF_HUB_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", HF_HOME=str(cache / "hf-home"), COLUMNS="200")
     return env
 
 

@@ -1,0 +1,230 @@
+"""`casa-eval check`: judge a run against thresholds and, optionally, a baseline run.
+
+Verdicts: `pass`, `fail` (a regression: exit 1) and `invalid` (a rule that matches nothing, data that is
+missing, or a baseline that cannot be compared: exit 2). Efficiency ratios are judged only when both runs
+share the environment fingerprint (CPU/GPU, device, library versions) and the same profile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from casa_eval.check.thresholds import (
+    AbsoluteRule,
+    AccuracyDropRule,
+    EfficiencyRatioRule,
+    InvariantRule,
+    Thresholds,
+)
+from casa_eval.results.schema import RESULTS_FILE, RunResults, load_results
+
+Verdict = Literal["pass", "fail", "invalid"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    kind: str  # absolute | accuracy_drop | efficiency_ratio | invariant
+    subject: str
+    value: str
+    threshold: str
+    verdict: Verdict
+    detail: str = ""
+
+
+@dataclass
+class Run:
+    results: RunResults
+    directory: Path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        p = Path(path)
+        directory = p if p.is_dir() else p.parent
+        return cls(load_results(directory / RESULTS_FILE if p.is_dir() else p), directory)
+
+    def samples(self, model: str, task: str) -> dict[int, dict[str, float]] | None:
+        relative = self.results.files.get(f"samples:{model}|{task}")
+        if relative is None or not (self.directory / relative).is_file():
+            return None
+        return {r["doc_id"]: r["scores"] for r in map(json.loads, (self.directory / relative).open())}
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    if any(r.verdict == "fail" for r in results):
+        return 1
+    if any(r.verdict == "invalid" for r in results):
+        return 2
+    return 0
+
+
+def run_checks(candidate: Run, thresholds: Thresholds, baseline: Run | None = None) -> list[CheckResult]:
+    rows = candidate.results.to_dataframe()
+    out: list[CheckResult] = []
+    for rule in thresholds.absolute:
+        out += _absolute(rule, rows)
+    if (thresholds.accuracy_drop or thresholds.efficiency_ratio) and baseline is None:
+        out.append(CheckResult("baseline", "--baseline", "missing", "required by the thresholds", "invalid",
+                               "accuracy_drop / efficiency_ratio rules need a baseline run"))
+    if baseline is not None:
+        for drop in thresholds.accuracy_drop:
+            out += _accuracy_drop(drop, candidate, baseline)
+        comparable, why = comparable_environments(candidate.results, baseline.results)
+        for ratio in thresholds.efficiency_ratio:
+            out += _efficiency_ratio(ratio, rows, baseline.results.to_dataframe(), comparable, why)
+    for invariant in thresholds.invariants:
+        out += _invariant(invariant, candidate.results)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+
+def _matching(rule: Any, rows: Any) -> Any:
+    mask = [rule.matches(s, m, t, k) for s, m, t, k in zip(rows.section, rows.model, rows.task.fillna(""),
+                                                             rows.metric, strict=True)]
+    return rows[mask]
+
+
+def _absolute(rule: AbsoluteRule, rows: Any) -> list[CheckResult]:
+    hits = _matching(rule, rows)
+    bound = " and ".join(b for b in (f">= {rule.min:g}" if rule.min is not None else "",
+                                      f"<= {rule.max:g}" if rule.max is not None else "") if b)
+    if hits.empty:
+        return [CheckResult("absolute", rule.label(), "no such value", bound, "invalid", "the rule matches nothing")]
+    out = []
+    for row in hits.itertuples():
+        ok = (rule.min is None or row.value >= rule.min) and (rule.max is None or row.value <= rule.max)
+        out.append(CheckResult("absolute", f"{row.model} / {row.task} / {row.metric}", f"{row.value:.6g}", bound,
+                               "pass" if ok else "fail"))
+    return out
+
+
+def _accuracy_drop(rule: AccuracyDropRule, candidate: Run, baseline: Run) -> list[CheckResult]:
+    """Fail if the mean paired drop exceeds max(tolerance, z x paired standard error)."""
+    base = {(r.model, r.task, r.metric): r for r in baseline.results.accuracy}
+    out = []
+    for r in candidate.results.accuracy:
+        if not rule.matches("accuracy", r.model, r.task, r.metric):
+            continue
+        subject = f"{r.model} / {r.task} / {r.metric}"
+        if (r.model, r.task, r.metric) not in base:
+            out.append(CheckResult("accuracy_drop", subject, f"{r.value:.4f}", "baseline", "invalid",
+                                   "not in the baseline"))
+            continue
+        ours, theirs = candidate.samples(r.model, r.task), baseline.samples(r.model, r.task)
+        if ours is None or theirs is None:
+            out.append(CheckResult("accuracy_drop", subject, f"{r.value:.4f}", "paired samples", "invalid",
+                                   "per-sample records missing"))
+            continue
+        shared = sorted(d for d in set(ours) & set(theirs) if r.metric in ours[d] and r.metric in theirs[d])
+        if not shared:
+            out.append(CheckResult("accuracy_drop", subject, "no shared samples", "paired samples", "invalid"))
+            continue
+        diff = np.array([ours[d][r.metric] - theirs[d][r.metric] for d in shared])
+        sign = 1.0 if r.higher_is_better else -1.0
+        drop = -sign * float(diff.mean())  # positive = worse
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        limit = max(rule.tolerance, rule.z * se)
+        out.append(CheckResult("accuracy_drop", subject, f"drop {drop:+.4f} (n={len(diff)}, se={se:.4f})",
+                               f"<= {limit:.4f}", "fail" if drop > limit else "pass"))
+    if not out:
+        out.append(CheckResult("accuracy_drop", rule.label(), "no such metric", "", "invalid",
+                               "the rule matches nothing"))
+    return out
+
+
+def comparable_environments(a: RunResults, b: RunResults) -> tuple[bool, str]:
+    if a.environment.fingerprint != b.environment.fingerprint:
+        return False, (f"different hardware/environment ({a.environment.cpu}, {a.environment.device} vs "
+                       f"{b.environment.cpu}, {b.environment.device})")
+    if a.efficiency is None or b.efficiency is None:
+        return False, "a run has no efficiency section"
+    if a.efficiency.profile_config != b.efficiency.profile_config:
+        return False, "different profiles"
+    return True, ""
+
+
+def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, base_rows: Any, comparable: bool,
+                      why: str) -> list[CheckResult]:
+    hits = _matching(rule, rows)
+    threshold = f"<= {rule.max_ratio:g}x baseline"
+    if hits.empty:
+        return [CheckResult("efficiency_ratio", rule.label(), "no such value", threshold, "invalid",
+                            "the rule matches nothing")]
+    base = {(r.model, r.task, r.metric): r.value for r in base_rows.itertuples()}
+    out = []
+    for row in hits.itertuples():
+        subject = f"{row.model} / {row.task} / {row.metric}"
+        if not comparable:
+            out.append(CheckResult("efficiency_ratio", subject, f"{row.value:.6g}", threshold, "invalid",
+                                   f"not comparable: {why}"))
+            continue
+        reference = base.get((row.model, row.task, row.metric))
+        if reference is None or reference == 0:
+            out.append(CheckResult("efficiency_ratio", subject, f"{row.value:.6g}", threshold, "invalid",
+                                   "no baseline value"))
+            continue
+        ratio = row.value / reference
+        out.append(CheckResult("efficiency_ratio", subject, f"{ratio:.3f}x ({row.value:.6g})", threshold,
+                               "pass" if ratio <= rule.max_ratio else "fail"))
+    return out
+
+
+def _invariant(rule: InvariantRule, results: RunResults) -> list[CheckResult]:
+    from fnmatch import fnmatchcase
+
+    if rule.check == "accuracy_matches_lmms_eval":
+        rows = [r for r in results.accuracy if fnmatchcase(r.model, rule.model)]
+        bad = [f"{r.model}/{r.task}/{r.metric}" for r in rows
+               if r.lmms_eval_value is None or abs(r.value - r.lmms_eval_value) > 1e-9]
+        return [_invariant_result(rule, len(rows), bad, "mean of per-sample scores == lmms-eval's aggregate")]
+    if results.efficiency is None:
+        return [CheckResult("invariant", f"{rule.check} ({rule.model})", "no efficiency section", "", "invalid")]
+    records = [r for r in results.efficiency.records if fnmatchcase(r.model, rule.model) and not r.oom]
+    if rule.check == "kv_bytes_match_analytic":
+        bad = [f"{r.model}#{r.repeat}:{r.turn}" for r in records
+               if r.kv_bytes != r.analytic_kv_bytes or r.side_state_bytes != r.analytic_side_state_bytes]
+        return [_invariant_result(rule, len(records), bad, "measured KV / side-state bytes == analytic")]
+    return [_kv_growth(rule, results, records)]
+
+
+def _invariant_result(rule: InvariantRule, n: int, bad: list[str], what: str) -> CheckResult:
+    if n == 0:
+        return CheckResult("invariant", f"{rule.check} ({rule.model})", "no matching records", what, "invalid")
+    shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+    return CheckResult("invariant", f"{rule.check} ({rule.model})", f"{n - len(bad)}/{n} hold", what,
+                       "fail" if bad else "pass", shown)
+
+
+def _kv_growth(rule: InvariantRule, results: RunResults, records: list[Any]) -> CheckResult:
+    """Per turn, the backbone cache grows by exactly the text tokens fed (+ N visual tokens for insertion,
+    + Q for the Q-Former), and its bytes by tokens x 2 x layers x kv_heads x head_dim x dtype bytes."""
+    assert results.efficiency is not None
+    models = {m.name: m for m in results.efficiency.model_records}
+    bad, checked = [], 0
+    by_run: dict[tuple[str, int], list[Any]] = {}
+    for r in records:
+        by_run.setdefault((r.model, r.repeat), []).append(r)
+    for (model, repeat), turns in by_run.items():
+        spec = models.get(model)
+        if spec is None:
+            continue
+        backbone, mechanism = spec.config["backbone"], spec.mechanism
+        head_dim = backbone.get("extra", {}).get("head_dim", backbone["hidden_size"] // backbone["num_heads"])
+        dtype_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}[spec.dtype]
+        per_token = 2 * backbone["num_layers"] * backbone["num_kv_heads"] * head_dim * dtype_bytes
+        inserted = {"insertion": spec.image_tokens, "qformer": spec.config.get("qformer_queries", 0)}.get(mechanism, 0)
+        turns = sorted(turns, key=lambda r: r.turn)
+        for prev, cur in itertools.pairwise(turns):
+            tokens = cur.prompt_tokens + cur.generated_tokens - 1 + inserted  # the last token is fed next turn
+            checked += 1
+            if cur.kv_tokens - prev.kv_tokens != tokens or cur.kv_bytes - prev.kv_bytes != tokens * per_token:
+                bad.append(f"{model}#{repeat}:{cur.turn}")
+    return _invariant_result(rule, checked, bad, "KV growth per turn == fed text (+ inserted) tokens x bytes/token")
