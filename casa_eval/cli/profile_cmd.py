@@ -33,19 +33,18 @@ def profile(
 
     prepare_environment()
     from casa_eval.evaluation.preflight import check_writable
-    from casa_eval.profiling.document import (
-        add_profile,
-        new_profile_results,
-        profile_model_names,
-        resolve_profile_config,
-    )
-    from casa_eval.registry import split_names
+    from casa_eval.profiling.profile_config import resolve_profile_config
+    from casa_eval.registry import resolve_model, split_names
 
-    config = resolve_profile_config(profile, memory_budget=memory_budget)
-    names = profile_model_names(config, split_names(models) or None)
+    config = resolve_profile_config(profile, memory_budget=memory_budget)  # light checks first
+    for name in split_names(models):
+        resolve_model(name)
     out = output_dir or Path("reports") / f"profile-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     check_writable(out)
     from casa_eval.models.loading import resolve_device
+    from casa_eval.profiling.document import add_profile, new_profile_results, profile_model_names
+
+    names = profile_model_names(config, split_names(models) or None)
 
     target = str(resolve_device(device or config.device))
     results = new_profile_results(target, seed)

@@ -116,7 +116,8 @@ def _streaming_step(settings: Any) -> Any:
     """The profile step of the run (None when `profile` is None), validated before anything runs."""
     if settings.profile is None:
         return None
-    from casa_eval.profiling.document import add_profile, profile_model_names, resolve_profile_config
+    from casa_eval.profiling.document import add_profile, profile_model_names
+    from casa_eval.profiling.profile_config import resolve_profile_config
 
     profile = resolve_profile_config(settings.profile)
     names = profile_model_names(profile, settings.models)

@@ -90,17 +90,13 @@ def default_output_dir(run_id: str) -> Path:
 
 
 def validate_names(settings: RunSettings) -> None:
-    """Every model and task exists (raises the one-line UserError that lists the valid names)."""
+    """Every model and task exists, the output directory is writable and the zoo dimensions are valid —
+    cheapest checks first, so a typo fails in a second (each raises a one-line UserError)."""
     if not settings.models:
         raise UserError("no models given")
     if not settings.tasks:
         raise UserError("no tasks given")
-    for name in settings.models:
-        entry = resolve_model(name)
-        if entry.is_zoo and name not in settings.checkpoints:
-            from casa_eval.models.loading import zoo_config
-
-            zoo_config(entry, settings.zoo, seed=settings.seed)  # model dimensions are valid
+    entries = [resolve_model(name) for name in settings.models]
     unknown = [n for n in settings.checkpoints if n not in settings.models]
     if unknown:
         raise UserError(f"checkpoints given for models that are not run: {', '.join(unknown)}")
@@ -108,6 +104,13 @@ def validate_names(settings: RunSettings) -> None:
         if not path.is_dir():
             raise UserError(f"task include path {path} is not a directory")
     resolve_tasks(settings.tasks, extra=settings.include_paths)
+    if settings.output_dir is not None:
+        check_writable(settings.output_dir)
+    for entry in entries:
+        if entry.is_zoo and entry.name not in settings.checkpoints:
+            from casa_eval.models.loading import zoo_config
+
+            zoo_config(entry, settings.zoo, seed=settings.seed)  # model dimensions are valid
 
 
 def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: bool = False,

@@ -7,26 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from casa_eval.errors import UserError
 from casa_eval.profiling.output import write_turns
-from casa_eval.profiling.profile_config import ProfileConfig, load_profile
+from casa_eval.profiling.profile_config import ProfileConfig
 from casa_eval.profiling.runner import FLOOR, ProfileReporter, profile_models
-from casa_eval.registry import resolve_model, resolve_profile
+from casa_eval.registry import resolve_model
 from casa_eval.results.schema import RunConfigRecord, RunResults, RunStatus
-
-
-def resolve_profile_config(name_or_path: str, *, memory_budget: str | None = None) -> ProfileConfig:
-    profile = load_profile(resolve_profile(name_or_path))
-    if memory_budget is not None:
-        from casa_eval.profiling.profile_config import parse_bytes
-
-        try:
-            value: Any = float(memory_budget) if memory_budget.replace(".", "", 1).isdigit() else memory_budget
-            parse_bytes(value)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        profile = profile.model_copy(update={"memory_budget": value})
-    return profile
 
 
 def profile_model_names(profile: ProfileConfig, models: list[str] | None) -> list[str]:

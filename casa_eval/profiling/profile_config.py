@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from casa_eval.config import load_yaml_model
+from casa_eval.errors import UserError
+from casa_eval.registry import resolve_profile
 
 
 class _Strict(BaseModel):
@@ -92,3 +94,15 @@ def parse_bytes(value: MemoryBudget) -> int:
 def load_profile(path: Path) -> ProfileConfig:
     profile = load_yaml_model(path, ProfileConfig)
     return profile if profile.name else profile.model_copy(update={"name": path.stem})
+
+
+def resolve_profile_config(name_or_path: str, *, memory_budget: str | None = None) -> ProfileConfig:
+    profile = load_profile(resolve_profile(name_or_path))
+    if memory_budget is not None:
+        try:
+            value: Any = float(memory_budget) if memory_budget.replace(".", "", 1).isdigit() else memory_budget
+            parse_bytes(value)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        profile = profile.model_copy(update={"memory_budget": value})
+    return profile

@@ -57,8 +57,8 @@ def test_tightened_threshold_is_a_regression(default_run: Path, tmp_path: Path, 
                        str(_thresholds(tmp_path, tight)), "--junit", str(junit), cache=data_cache)
     assert result.returncode == 1
     assert "regression" in result.stdout
-    failures = ET.parse(junit).getroot().iter("failure")
-    assert [f.get("message") for f in failures][0].startswith(f"value {measured:.6g}")
+    messages = [f.get("message") or "" for f in ET.parse(junit).getroot().iter("failure")]
+    assert len(messages) == 1 and messages[0].startswith(f"value {measured:.6g}")
 
 
 @pytest.mark.parametrize(("text", "message"), [

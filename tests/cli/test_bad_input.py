@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clitools import casa_eval, write_toy_task
+from tests.clitools import casa_eval
 
 
 def _one_line_error(result) -> str:  # type: ignore[no-untyped-def]
@@ -83,11 +83,7 @@ def test_dataset_missing_offline_fails_fast_without_retries(tmp_path: Path, data
     assert time.monotonic() - started < 60  # lmms-eval's own path retries 5 x 2 s before a traceback
 
 
-def test_rerunning_into_a_finished_run_needs_resume(tmp_path: Path, data_cache: Path) -> None:
-    tasks = write_toy_task(tmp_path / "tasks", docs=2)
-    args = ("run", "--models", "zoo-text-only", "--tasks", "toy_vqa", "--include-path", str(tasks),
-            "-o", str(tmp_path / "out"))
-    assert casa_eval(*args, cache=data_cache).returncode == 0
-    again = casa_eval(*args, cache=data_cache)
+def test_rerunning_into_a_finished_run_needs_resume(default_run: Path, data_cache: Path) -> None:
+    again = casa_eval("run", "--models", "zoo-text-only", "--limit", "3", "-o", str(default_run), cache=data_cache)
     assert again.returncode == 2
     assert "--resume" in _one_line_error(again)
