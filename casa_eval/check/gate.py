@@ -214,13 +214,9 @@ def _kv_growth(rule: InvariantRule, results: RunResults, records: list[Any]) -> 
         by_run.setdefault((r.model, r.repeat), []).append(r)
     for (model, repeat), turns in by_run.items():
         spec = models.get(model)
-        if spec is None:
+        if spec is None or spec.kv_bytes_per_token is None or spec.cache_tokens_per_image is None:
             continue
-        backbone, mechanism = spec.config["backbone"], spec.mechanism
-        head_dim = backbone.get("extra", {}).get("head_dim", backbone["hidden_size"] // backbone["num_heads"])
-        dtype_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}[spec.dtype]
-        per_token = 2 * backbone["num_layers"] * backbone["num_kv_heads"] * head_dim * dtype_bytes
-        inserted = {"insertion": spec.image_tokens, "qformer": spec.config.get("qformer_queries", 0)}.get(mechanism, 0)
+        per_token, inserted = spec.kv_bytes_per_token, spec.cache_tokens_per_image
         turns = sorted(turns, key=lambda r: r.turn)
         for prev, cur in itertools.pairwise(turns):
             tokens = cur.prompt_tokens + cur.generated_tokens - 1 + inserted  # the last token is fed next turn

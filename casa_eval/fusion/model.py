@@ -102,6 +102,20 @@ class FusionModel(nn.Module):
     def num_image_tokens(self) -> int:
         return self.config.vision.num_image_tokens
 
+    # -- the rest of the streaming-model protocol ------------------------------------------------------
+
+    @property
+    def image_tokens_per_image(self) -> int:
+        return self.num_image_tokens if self.mechanism.sees_images else 0
+
+    @property
+    def frame_size(self) -> int:
+        return self.config.vision.image_size
+
+    @property
+    def max_batch_size(self) -> int | None:
+        return None  # sessions left-pad text and batch images of one size
+
     def fusion_sublayers(self) -> dict[int, FusionSublayer]:
         layers = decoder_layers(self.backbone)
         return {i: cast(FusionSublayer, layers[i].fusion) for i in self.fusion_indices}

@@ -54,7 +54,9 @@ class CasaEvalLMM(lmms):
             loaded = load_model(name, checkpoint=checkpoint, seed=int(seed), dtype=dtype,
                                 attention_backend=attention_backend, device=_rank_device(device))
         self.loaded = loaded
-        self.batch_size = 8 if str(batch_size) == "auto" else int(batch_size)  # the CLI passes strings
+        requested = 8 if str(batch_size) == "auto" else int(batch_size)  # the CLI passes strings
+        limit = loaded.model.max_batch_size
+        self.batch_size = requested if limit is None else max(1, min(requested, limit))
         self.journal = journal
         self.progress: ProgressCallback | None = None  # called with the number of finished requests
 
@@ -129,7 +131,7 @@ class CasaEvalLMM(lmms):
                                        [visuals[i] for i in indices], [it["context"] for it in sub])
             out = generate(session, logits, config, tokenizer=self.tokenizer)
             elapsed = time.perf_counter() - started
-            image_tokens = self.model.num_image_tokens if self.model.mechanism.sees_images else 0
+            image_tokens = self.model.image_tokens_per_image
             for j, i in enumerate(indices):
                 records[i] = {
                     "key": items[i]["key"], "model": self.loaded.entry.name, "task": items[i]["task"],

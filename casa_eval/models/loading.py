@@ -26,6 +26,7 @@ class LoadedModel:
     prompt_format: PromptFormat
     fingerprint: str  # changes whenever the weights or the config change (keys the resume journal)
     record: dict[str, Any] = field(default_factory=dict)
+    weight_bytes: int = 0
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -83,10 +84,18 @@ def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str
         "parameters": sum(p.numel() for p in model.parameters()),
         "added_parameters": model.added_parameters(),
         "image_tokens": model.num_image_tokens,
+        "kv_bytes_per_token": _kv_bytes_per_token(model),
+        "cache_tokens_per_image": model.mechanism.inserted_tokens(model.num_image_tokens),
         "config": json.loads(config_json),
     }
     return LoadedModel(entry=entry, model=model, prompt_format=PromptFormat(), fingerprint=fingerprint,
-                       record=record)
+                       record=record, weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()))
+
+
+def _kv_bytes_per_token(model: FusionModel) -> int:
+    spec = model.config.backbone
+    dtype_bytes = torch.empty(0, dtype=model.dtype).element_size()
+    return 2 * spec.num_layers * spec.num_kv_heads * spec.head_dim * dtype_bytes
 
 
 def _first_error(exc: Exception) -> str:

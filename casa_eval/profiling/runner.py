@@ -153,14 +153,14 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
         loaded = loader(variant.base, checkpoint=(checkpoints or {}).get(variant.base),
                         zoo={**dims, **variant.zoo}, seed=seed, device=str(target))
         if workload is None:
-            frames = profile_frames(profile, loaded.model.config.vision.image_size, video, turns)
+            frames = profile_frames(profile, loaded.model.frame_size, video, turns)
             workload = Workload(frames=frames, prompt=profile.scenario.prompt,
                                 tokens_per_turn=profile.scenario.tokens_per_turn, fps=profile.scenario.fps)
         return _prepared(loaded, variant, profile, target, sampler, energy=schedule == "sequential")
 
     def finish(prepared: _Prepared) -> None:
         name = prepared.variant.name
-        weights = sum(p.numel() * p.element_size() for p in prepared.loaded.model.parameters())
+        weights = prepared.loaded.weight_bytes
         summary = summarize(name, prepared.loaded.record, records[name], turns=turns, repeats=repeats,
                             weights_bytes=weights, memory_gib=profile.project_memory_gib)
         summaries.append(summary)

@@ -25,6 +25,8 @@ class ModelRecord(_Record):
     parameters: int
     added_parameters: int
     image_tokens: int
+    kv_bytes_per_token: int | None = Field(None, description="backbone KV-cache bytes per cached token")
+    cache_tokens_per_image: int | None = Field(None, description="backbone cache tokens one image adds")
     config: dict[str, Any]
 
 

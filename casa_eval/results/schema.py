@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from casa_eval.results.efficiency import EfficiencySection, ModelRecord
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: ModelRecord.kv_bytes_per_token, cache_tokens_per_image
 RESULTS_FILE = "results.json"
 
 

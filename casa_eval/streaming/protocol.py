@@ -54,10 +54,24 @@ class StreamingSession(Protocol):
 
 @runtime_checkable
 class StreamingModel(Protocol):
+    """A model the adapter and the profiler can drive. Zoo models and real checkpoints implement it."""
+
     name: str
     tokenizer: Any
 
     @property
     def device(self) -> torch.device: ...
+
+    @property
+    def image_tokens_per_image(self) -> int:
+        """Visual tokens one image contributes to the model's input (0 if it ignores images)."""
+
+    @property
+    def frame_size(self) -> int:
+        """Side in pixels of the square frames the profiler streams to this model."""
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """Largest batch a session accepts (None: no limit)."""
 
     def new_session(self, batch_size: int = 1) -> StreamingSession: ...
