@@ -6,10 +6,12 @@ from collections.abc import Iterable
 
 
 class UserError(Exception):
-    """A problem with what the user asked for (exit code 2 unless stated)."""
+    """A problem with what the user asked for (exit code 2 unless stated). Several independent problems
+    (e.g. every missing model, dataset and flag of a run) travel together, one line each."""
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
+    def __init__(self, message: str | list[str], exit_code: int = 2) -> None:
+        self.messages = [message] if isinstance(message, str) else list(message)
+        super().__init__("\n".join(self.messages))
         self.exit_code = exit_code
 
 

@@ -28,6 +28,10 @@ class ModelEntry:
     source: str  # "zoo" or a Hugging Face repository id
     remote_code: bool = False
     description: str = ""
+    # how it is loaded: the zoo, Kyutai's remote-code interface, or a transformers family
+    kind: str = "zoo"
+    family: str | None = None
+    revision: str | None = None
 
     @property
     def is_zoo(self) -> bool:
@@ -48,21 +52,27 @@ ZOO_MODELS: dict[str, ModelEntry] = {
 PAPER_MODELS: dict[str, ModelEntry] = {
     e.name: e
     for e in (
-        ModelEntry("casa", "casa", "kyutai/CASA-Helium1-VL-2B", True, "CASA on Helium1-2B"),
+        ModelEntry("casa", "casa", "kyutai/CASA-Helium1-VL-2B", True, "CASA on Helium1-2B", kind="kyutai"),
         ModelEntry("casa-shared", "casa_shared", "kyutai/CASA-Helium1-VL-2B-Shared", True,
-                   "CASA sharing the self-attention weights, Helium1-2B"),
-        ModelEntry("casa-qwen", "casa", "kyutai/CASA-Qwen2_5-VL-3B", True, "CASA on a frozen Qwen2.5-VL-3B"),
+                   "CASA sharing the self-attention weights, Helium1-2B", kind="kyutai"),
+        ModelEntry("casa-qwen", "casa", "kyutai/CASA-Qwen2_5-VL-3B", True, "CASA on a frozen Qwen2.5-VL-3B",
+                   kind="kyutai"),
         ModelEntry("casa-qwen-shared", "casa_shared", "kyutai/CASA-Qwen2_5-VL-3B-Shared", True,
-                   "CASA-shared on Qwen2.5-VL-3B"),
+                   "CASA-shared on Qwen2.5-VL-3B", kind="kyutai"),
         ModelEntry("casa-livecc", "casa", "kyutai/CASA-Qwen2_5-VL-3B-LiveCC", True,
-                   "CASA-Qwen2.5-VL-3B fine-tuned for live video captioning"),
-        ModelEntry("insertion", "insertion", "kyutai/Helium1-VL-2B", True, "token insertion baseline, Helium1-2B"),
-        ModelEntry("insertion-qwen", "insertion", "Qwen/Qwen2.5-VL-3B-Instruct", False, "Qwen2.5-VL-3B (insertion)"),
+                   "CASA-Qwen2.5-VL-3B fine-tuned for live video captioning", kind="kyutai"),
+        ModelEntry("insertion", "insertion", "kyutai/Helium1-VL-2B", True, "token insertion baseline, Helium1-2B",
+                   kind="kyutai"),
+        ModelEntry("insertion-qwen", "insertion", "Qwen/Qwen2.5-VL-3B-Instruct", False,
+                   "Qwen2.5-VL-3B (token insertion, M-RoPE)", kind="family", family="qwen2_5_vl"),
         ModelEntry("gated-xattn", "gated_cross_attention", "meta-llama/Llama-3.2-11B-Vision-Instruct", False,
-                   "Llama-3.2-Vision (mllama) gated cross-attention"),
-        ModelEntry("qformer", "qformer", "Salesforce/blip2-opt-2.7b", False, "BLIP-2 Q-Former"),
+                   "Llama-3.2-Vision (mllama) gated cross-attention", kind="family", family="mllama"),
+        ModelEntry("qformer", "qformer", "Salesforce/blip2-opt-2.7b", False, "BLIP-2 Q-Former (OPT-2.7B)",
+                   kind="family", family="blip2"),
+        ModelEntry("llava", "insertion", "llava-hf/llava-1.5-7b-hf", False, "LLaVA-1.5 (token insertion)",
+                   kind="family", family="llava"),
         ModelEntry("mplug-owl3", "cross_attention", "mPLUG/mPLUG-Owl3-2B-241014", True,
-                   "mPLUG-Owl3 2B hyper-attention (cross-attention baseline of Kyutai's table)"),
+                   "mPLUG-Owl3 2B hyper-attention (cross-attention baseline of Kyutai's table)", kind="unsupported"),
     )
 }
 
@@ -73,13 +83,24 @@ def all_models() -> dict[str, ModelEntry]:
 
 def resolve_model(name: str) -> ModelEntry:
     """A model entry by name; unknown names list the valid ones."""
-    if name in ZOO_MODELS:
-        return ZOO_MODELS[name]
-    if name in PAPER_MODELS:
-        entry = PAPER_MODELS[name]
-        raise UserError(f"model {name!r} is the real checkpoint {entry.source}; real checkpoints are not "
-                        f"supported by this version of casa-eval yet — use a zoo model ({', '.join(ZOO_MODELS)})")
-    raise unknown_name("model", name, all_models())
+    entry = all_models().get(name)
+    if entry is None:
+        raise unknown_name("model", name, all_models())
+    return entry
+
+
+def split_model_paths(items: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`["casa=/models/casa", "zoo-casa"]` -> (names, {name: local path})."""
+    names, paths = [], {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        name = name.strip()
+        if sep and not path.strip():
+            raise UserError(f"model {name!r}: empty path after '='")
+        names.append(name)
+        if sep:
+            paths[name] = path.strip()
+    return names, paths
 
 
 def split_names(value: str | list[str] | None) -> list[str]:
@@ -142,11 +163,14 @@ def available_tasks(extra: Sequence[Path] = ()) -> dict[str, TaskEntry]:
 
 
 def resolve_tasks(names: list[str], extra: Sequence[Path] = ()) -> list[TaskEntry]:
+    """Task entries by name; the casa paper's benchmark names (`docvqa`, `chartqa`, ...) stand for casa-eval's
+    `casa_*` tasks, which reproduce the paper's protocol."""
     tasks = available_tasks(extra)
-    missing = [n for n in names if n not in tasks]
+    resolved = [n if n in tasks else f"casa_{n}" for n in names]
+    missing = [n for n, r in zip(names, resolved, strict=True) if r not in tasks]
     if missing:
         raise unknown_name("task", missing[0], tasks)
-    return [tasks[n] for n in names]
+    return [tasks[n] for n in resolved]
 
 
 # ---------------------------------------------------------------------------------------------- profiles

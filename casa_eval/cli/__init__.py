@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from casa_eval.cli import check_cmd, list_cmd, profile_cmd, report_cmd, run_cmd
+from casa_eval.cli import check_cmd, data_cmd, list_cmd, profile_cmd, report_cmd, run_cmd
 from casa_eval.cli.console import error
 from casa_eval.errors import UserError
 
@@ -23,13 +23,15 @@ app.command("profile", rich_help_panel="Evaluate")(profile_cmd.profile)
 app.command("report", rich_help_panel="Results")(report_cmd.report)
 app.command("check", rich_help_panel="Results")(check_cmd.check)
 app.add_typer(list_cmd.app, name="list", rich_help_panel="Utilities")
+app.add_typer(data_cmd.app, name="data", rich_help_panel="Utilities")
 
 
 def main() -> None:
     try:
         app()
     except UserError as exc:
-        error(str(exc))
+        for message in exc.messages:
+            error(message)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         error("interrupted")

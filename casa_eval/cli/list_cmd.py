@@ -14,13 +14,17 @@ app = typer.Typer(help="List the models, tasks and profiles casa-eval knows.", n
 @app.command("models")
 def list_models() -> None:
     """Models: zoo mechanisms (offline, random weights or your checkpoint) and the casa paper's checkpoints."""
-    table = Table("name", "mechanism", "source", "remote code", "status", title="models")
+    table = Table("name", "mechanism", "source", "loaded through", "remote code", title="models")
     for entry in ZOO_MODELS.values():
-        table.add_row(entry.name, entry.mechanism, "zoo (shared backbone)", "no", "available")
+        table.add_row(entry.name, entry.mechanism, "zoo (shared backbone)", "casa-eval fusion zoo", "no")
+    through = {"kyutai": "Kyutai's remote-code interface", "family": "transformers ({family})",
+               "unsupported": "no adapter yet"}
     for entry in PAPER_MODELS.values():
-        table.add_row(entry.name, entry.mechanism, entry.source, "yes" if entry.remote_code else "no",
-                      "not supported yet")
+        table.add_row(entry.name, entry.mechanism, entry.source,
+                      through[entry.kind].format(family=entry.family),
+                      "yes (--trust-remote-code)" if entry.remote_code else "no")
     console.print(table)
+    console.print("Any model also takes a local directory: --models NAME=DIR (e.g. casa=/models/CASA-Helium1-VL-2B).")
 
 
 @app.command("tasks")

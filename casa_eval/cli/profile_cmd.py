@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from casa_eval.cli.console import console, make_progress
+from casa_eval.errors import UserError
 
 
 def profile(
@@ -27,6 +28,8 @@ def profile(
                                                       "process; CPU: size of the conversation state.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default: the profile's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow checkpoints that ship their own modeling "
+                                                    "code.")] = False,
 ) -> None:
     """Time and memory per turn of a streaming conversation, for every model, side by side."""
     from casa_eval._env import prepare_environment
@@ -34,17 +37,24 @@ def profile(
     prepare_environment()
     from casa_eval.evaluation.preflight import check_writable
     from casa_eval.profiling.profile_config import resolve_profile_config
-    from casa_eval.registry import resolve_model, split_names
+    from casa_eval.registry import resolve_model, split_model_paths, split_names
 
     config = resolve_profile_config(profile, memory_budget=memory_budget)  # light checks first
-    for name in split_names(models):
+    names_given, paths = split_model_paths(split_names(models))
+    for name in names_given:
         resolve_model(name)
     out = output_dir or Path("reports") / f"profile-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     check_writable(out)
     from casa_eval.models.loading import resolve_device
     from casa_eval.profiling.document import add_profile, new_profile_results, profile_model_names
 
-    names = profile_model_names(config, split_names(models) or None)
+    names = profile_model_names(config, names_given or None)
+    from casa_eval.models.availability import model_problems
+
+    problems = [p for n in names for p in model_problems(resolve_model(n), paths.get(n),
+                                                          trust_remote_code=trust_remote_code)]
+    if problems:
+        raise UserError(problems)
 
     target = str(resolve_device(device or config.device))
     results = new_profile_results(target, seed)
@@ -52,7 +62,7 @@ def profile(
         reporter = ProfileProgress(progress)
         try:
             add_profile(results, out, config, names, reporter=reporter, turns=turns, repeats=repeats, video=video,
-                        device=target, seed=seed)
+                        device=target, seed=seed, checkpoints=paths, trust_remote_code=trust_remote_code)
         except KeyboardInterrupt:
             progress.stop()
             results.status.state = "interrupted"

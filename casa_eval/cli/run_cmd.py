@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,8 +15,9 @@ from casa_eval.errors import UserError
 
 
 def run(
-    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated model names "
-                                               "(default: every zoo mechanism). See `casa-eval list models`.")] = None,
+    models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated model names, each "
+                                               "optionally NAME=DIR for a local checkpoint (default: every zoo "
+                                               "mechanism). See `casa-eval list models`.")] = None,
     tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated lmms-eval task names "
                                               "(default: synth_docvqa,synth_chartqa).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Documents per task (default 8).")] = None,
@@ -34,6 +36,10 @@ def run(
     video: Annotated[Path | None, typer.Option(help="Video streamed by the profile (default: a synthesised "
                                                "clip).")] = None,
     online: Annotated[bool, typer.Option(help="Allow Hugging Face hub downloads (offline by default).")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow checkpoints that ship their own modeling code "
+                                                    "(Kyutai's CASA models, mPLUG-Owl3).")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Offline dataset snapshots written by `casa-eval data "
+                                                  "pull` (or set CASA_EVAL_DATA_DIR).")] = None,
 ) -> None:
     """Evaluate models on tasks through lmms-eval and write one results document.
 
@@ -51,12 +57,14 @@ def run(
         new_run_id,
         validate_names,
     )
-    from casa_eval.registry import split_names
+    from casa_eval.registry import split_model_paths, split_names
 
+    names, paths = split_model_paths(split_names(models))
     overrides: dict[str, Any] = {
-        "models": split_names(models) or None, "tasks": split_names(tasks) or None, "limit": limit,
+        "models": names or None, "tasks": split_names(tasks) or None, "limit": limit,
         "output_dir": output_dir, "batch_size": batch_size, "device": device, "seed": seed,
-        "include_paths": include_path or None, "video": video,
+        "include_paths": include_path or None, "video": video, "data_dir": data_dir,
+        "trust_remote_code": trust_remote_code or None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if profile is not None:
@@ -64,6 +72,8 @@ def run(
     base: dict[str, Any] = {}
     if config is not None:
         base = load_yaml_model(config, RunSettings).model_dump(exclude_unset=True)
+    if paths:
+        overrides["checkpoints"] = {**base.get("checkpoints", {}), **paths}
     if resume:
         run_dir = output_dir or _latest_run()
         stored = run_dir / SETTINGS_FILE
@@ -71,6 +81,10 @@ def run(
             base = {**json.loads(stored.read_text()), **base}
         overrides["output_dir"] = run_dir
     settings = validate_data(RunSettings, {**base, **overrides}, "run settings")
+    if settings.data_dir is None and os.environ.get("CASA_EVAL_DATA_DIR"):
+        settings.data_dir = Path(os.environ["CASA_EVAL_DATA_DIR"])
+    if settings.data_dir is not None:
+        os.environ["CASA_EVAL_DATA_DIR"] = str(settings.data_dir.resolve())
     validate_names(settings)  # before any progress bar is drawn
     streaming = _streaming_step(settings)
     default_location = settings.output_dir is None
@@ -130,7 +144,8 @@ def _streaming_step(settings: Any) -> Any:
             video = settings.video or demo_video()
             add_profile(results, out, profile, names, reporter=ProfileProgress(progress), video=video,
                         device=settings.device if settings.device != "auto" else None,
-                        checkpoints=settings.checkpoints, seed=settings.seed)
+                        checkpoints=settings.checkpoints, seed=settings.seed,
+                        trust_remote_code=settings.trust_remote_code)
             results.save(out)
 
         return run_profile

@@ -14,6 +14,7 @@ from casa_eval.errors import UserError
 from casa_eval.registry import TaskEntry, read_task_yaml
 
 _LOCAL_BUILDERS = {"json", "parquet", "csv", "arrow", "text", "pandas", "imagefolder"}
+HUB_SOURCE_FILE = "source.jsonl"  # casa-paper tasks: one row naming the pinned hub dataset
 
 
 def check_writable(directory: Path) -> None:
@@ -25,8 +26,8 @@ def check_writable(directory: Path) -> None:
         raise UserError(f"output directory {directory} is not writable: {exc.strerror or exc}") from None
 
 
-def check_task_data(task: TaskEntry) -> None:
-    """Raise a one-line UserError when a task's dataset cannot be read offline."""
+def check_task_data(task: TaskEntry) -> str | None:
+    """Why a task's data cannot be read offline (one line), or None when it can."""
     config = read_task_yaml(task.path)
     path = str(config.get("dataset_path", ""))
     kwargs = config.get("dataset_kwargs") or {}
@@ -37,13 +38,33 @@ def check_task_data(task: TaskEntry) -> None:
             for name in entry if isinstance(entry, list) else [entry]:
                 file = Path(name) if Path(name).is_absolute() else task.path.parent / name
                 if not file.exists():
-                    raise UserError(f"task {task.name}: data file {file} is missing")
-        return
+                    return f"task {task.name}: data file {file} is missing"
+                if file.name == HUB_SOURCE_FILE:
+                    return _hub_source_problem(task, file)
+        return None
     if not path or Path(path).exists():
-        return
+        return None
     if os.environ.get("HF_DATASETS_OFFLINE") == "1" and not _in_datasets_cache(path, config.get("dataset_name")):
-        raise UserError(f"task {task.name} needs the hub dataset {path}, which is not available offline; "
-                        "download it on a machine with hub access and point HF_DATASETS_CACHE at the copy")
+        return (f"task {task.name} needs the hub dataset {path}, which is not available offline; download it on a "
+                "machine with hub access and point HF_DATASETS_CACHE at the copy")
+    return None
+
+
+def _hub_source_problem(task: TaskEntry, source: Path) -> str | None:
+    """A casa-paper task: its pinned hub dataset must be in the data directory (or the hub reachable)."""
+    from casa_eval.data.snapshots import data_dir, locate, pull_command, verify
+    from casa_eval.data.tasks import read_source
+
+    dataset = read_source(source)
+    found = locate(dataset)
+    if found is not None:
+        problems = verify(found)
+        return None if not problems else f"task {task.name}: {problems[0]} (pull it again: {pull_command(task.name)})"
+    if os.environ.get("HF_DATASETS_OFFLINE") != "1":
+        return None  # online: the task reads the pinned revision from the hub
+    where = f"in the data directory {data_dir()}" if data_dir() else "offline (no --data-dir)"
+    return (f"task {task.name}: {dataset.describe()} is not available {where}; run `{pull_command(task.name)}` "
+            "on a machine with hub access, then pass --data-dir DIR")
 
 
 def _in_datasets_cache(path: str, name: object) -> bool:

@@ -13,11 +13,12 @@ journal, so each sample ends up scored exactly once.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +56,11 @@ class RunSettings(BaseModel):
     include_paths: list[Path] = Field(default_factory=list, description="extra lmms-eval task directories")
     profile: str | None = Field("cpu-smoke", description="streaming profile run after the accuracy evaluation "
                                 "(a name or a YAML path; None to skip)")
+    trust_remote_code: bool = Field(False, description="allow checkpoints that ship their own modeling code")
+    data_dir: Path | None = Field(None, description="offline dataset snapshots (`casa-eval data pull`)")
+    cross_attention_cache: Literal["append", "replace"] = Field(
+        "append", description="mllama: keep every image's cross-attention K/V (as transformers does) or only "
+                              "the latest image's")
     video: Path | None = Field(None, description="video streamed by the profile (default: a synthesised clip)")
 
 
@@ -90,8 +96,9 @@ def default_output_dir(run_id: str) -> Path:
 
 
 def validate_names(settings: RunSettings) -> None:
-    """Every model and task exists, the output directory is writable and the zoo dimensions are valid —
-    cheapest checks first, so a typo fails in a second (each raises a one-line UserError)."""
+    """Every model and task exists, the output directory is writable, the zoo dimensions are valid, and every
+    model's weights and every task's data are at hand — cheapest checks first, so a typo fails in a second.
+    Missing pieces (weights, data, the remote-code flag) are reported together, one line each."""
     if not settings.models:
         raise UserError("no models given")
     if not settings.tasks:
@@ -111,6 +118,15 @@ def validate_names(settings: RunSettings) -> None:
             from casa_eval.models.loading import zoo_config
 
             zoo_config(entry, settings.zoo, seed=settings.seed)  # model dimensions are valid
+    from casa_eval.models.availability import model_problems
+
+    problems = [p for entry in entries for p in model_problems(
+        entry, None if entry.name not in settings.checkpoints else str(settings.checkpoints[entry.name]),
+        trust_remote_code=settings.trust_remote_code)]
+    problems += [p for task in resolve_tasks(settings.tasks, extra=settings.include_paths)
+                 if (p := check_task_data(task)) is not None]
+    if problems:
+        raise UserError(problems)
 
 
 def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: bool = False,
@@ -121,13 +137,15 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
     return the document. The settings are stored in the run directory (`run_settings.json`) so `--resume`
     can reuse them."""
     reporter = reporter or SilentReporter()
+    if settings.data_dir is not None:  # read by the tasks' data hooks inside lmms-eval
+        from casa_eval.data.snapshots import DATA_DIR_ENV
+
+        os.environ[DATA_DIR_ENV] = str(settings.data_dir.resolve())
     validate_names(settings)
     run_id = run_id or new_run_id()
     out = settings.output_dir or default_output_dir(run_id)
     check_writable(out)
     tasks = resolve_tasks(settings.tasks, extra=settings.include_paths)
-    for task in tasks:
-        check_task_data(task)
     results = _open_results(out, run_id, settings, resume)
     (out / SETTINGS_FILE).write_text(settings.model_dump_json(indent=2, exclude={"output_dir"}) + "\n")
     if on_start is not None:
@@ -152,7 +170,9 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
                 continue
             reporter.stage(f"loading {name}")
             loaded = load_model(name, checkpoint=settings.checkpoints.get(name), zoo=settings.zoo,
-                                seed=settings.seed, device=settings.device)
+                                seed=settings.seed, device=settings.device,
+                                trust_remote_code=settings.trust_remote_code,
+                                cross_attention_cache=settings.cross_attention_cache)
             _record_model(results, ModelRecord(**loaded.record))
             adapter = CasaEvalLMM(loaded=loaded, batch_size=settings.batch_size, journal=journal)
             adapter.progress = reporter.advance

@@ -13,6 +13,7 @@ import torch
 from casa_eval.errors import UserError
 from casa_eval.fusion import FusionConfig, FusionModel, load_checkpoint
 from casa_eval.fusion.checkpoint import WEIGHTS_FILE, is_checkpoint
+from casa_eval.models.availability import model_problems
 from casa_eval.models.conversation import PromptFormat
 from casa_eval.registry import ModelEntry, resolve_model
 
@@ -54,9 +55,19 @@ def zoo_config(entry: ModelEntry, zoo: dict[str, Any] | None = None, **overrides
 
 def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str, Any] | None = None,
                seed: int | None = None, dtype: str | None = None, attention_backend: str | None = None,
-               device: str | None = None) -> LoadedModel:
+               device: str | None = None, trust_remote_code: bool = False,
+               cross_attention_cache: str = "append") -> LoadedModel:
+    """The model behind `name`: a zoo model (random weights from `zoo` dimensions, or `checkpoint`), or a
+    real checkpoint from `checkpoint` (a local directory) or the hub, through its adapter."""
     entry = resolve_model(name)
     target = resolve_device(device)
+    if not entry.is_zoo:
+        problems = model_problems(entry, None if checkpoint is None else str(checkpoint),
+                                  trust_remote_code=trust_remote_code)
+        if problems:
+            raise UserError(problems)
+        return _load_real(entry, None if checkpoint is None else str(checkpoint), device=target, dtype=dtype,
+                          trust_remote_code=trust_remote_code, cross_attention_cache=cross_attention_cache)
     if checkpoint is not None:
         path = Path(checkpoint)
         if not is_checkpoint(path):
@@ -90,6 +101,53 @@ def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str
     }
     return LoadedModel(entry=entry, model=model, prompt_format=PromptFormat(), fingerprint=fingerprint,
                        record=record, weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()))
+
+
+def _load_real(entry: ModelEntry, path: str | None, *, device: torch.device, dtype: str | None,
+               trust_remote_code: bool, cross_attention_cache: str) -> LoadedModel:
+    source = path or entry.source
+    model: Any
+    if entry.kind == "kyutai":
+        from casa_eval.models.kyutai import load_kyutai_model
+
+        model = load_kyutai_model(source, device=device, dtype=dtype, revision=entry.revision)
+    else:
+        from casa_eval.models.families import detect_family, load_family_model
+
+        found = detect_family(source) if path is not None else entry.family
+        if found != entry.family:
+            raise UserError(f"model {entry.name}: {source} holds a {found or 'unknown'} checkpoint, not "
+                            f"{entry.family}")
+        model = load_family_model(source, device=device, dtype=dtype, cross_attention_cache=cross_attention_cache)
+    weights = weights_digest(Path(path)) if path is not None else f"hub:{entry.source}@{entry.revision or 'main'}"
+    config_json = json.dumps(model.config, sort_keys=True, default=str)
+    fingerprint = hashlib.sha256(f"{entry.name}|{source}|{config_json}|{weights}".encode()).hexdigest()[:16]
+    record = {
+        "name": entry.name, "mechanism": model.mechanism, "source": source, "checkpoint": path,
+        "weights_sha256": weights if path is not None else None, "dtype": model.dtype,
+        "attention_backend": str(model.config.get("attn_implementation", "sdpa")),
+        "parameters": model.parameters, "added_parameters": None, "image_tokens": model.image_tokens_per_image,
+        "kv_bytes_per_token": model.kv_bytes_per_token, "cache_tokens_per_image": model.cache_tokens_per_image,
+        "config": json.loads(config_json),
+    }
+    dtype_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}.get(model.dtype, 4)
+    return LoadedModel(entry=entry, model=model, prompt_format=model.prompt_format, fingerprint=fingerprint,
+                       record=record, weight_bytes=model.parameters * dtype_bytes)
+
+
+def weights_digest(directory: Path, probe: int = 4 << 20) -> str:
+    """A content digest of a checkpoint's weight files: names, sizes, and the first and last `probe` bytes of
+    each (hashing every byte of a multi-gigabyte checkpoint would take longer than loading it)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth")):
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        with file.open("rb") as f:
+            digest.update(f.read(probe))
+            if size > probe:
+                f.seek(max(probe, size - probe))
+                digest.update(f.read(probe))
+    return digest.hexdigest()
 
 
 def _kv_bytes_per_token(model: FusionModel) -> int:

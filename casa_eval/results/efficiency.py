@@ -23,7 +23,8 @@ class ModelRecord(_Record):
     dtype: str
     attention_backend: str
     parameters: int
-    added_parameters: int
+    added_parameters: int | None = Field(description="parameters the mechanism adds to a shared backbone "
+                                                     "(zoo models; None for real checkpoints)")
     image_tokens: int
     kv_bytes_per_token: int | None = Field(None, description="backbone KV-cache bytes per cached token")
     cache_tokens_per_image: int | None = Field(None, description="backbone cache tokens one image adds")
@@ -71,7 +72,7 @@ class Slope(_Record):
 class ModelEfficiency(_Record):
     model: str
     mechanism: str
-    added_parameters: int
+    added_parameters: int | None
     image_tokens: int
     turns_requested: int
     turns_completed: int
