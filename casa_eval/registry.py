@@ -141,12 +141,10 @@ def read_task_yaml(path: Path) -> dict[str, Any]:
 
 
 def _leading_comment(path: Path) -> str:
-    lines = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("# ").strip())
-    return " ".join(x for x in lines if x)
+    """The first line of the YAML's header comment, without its `name:` prefix."""
+    first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "")
+    text = first.lstrip("# ").strip()
+    return text.split(": ", 1)[1] if ": " in text and not text.startswith(" ") else text
 
 
 def available_tasks(extra: Sequence[Path] = ()) -> dict[str, TaskEntry]:

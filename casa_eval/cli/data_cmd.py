@@ -42,22 +42,23 @@ def pull(
     prepare_environment(online=True)
     from casa_eval.data.snapshots import pull as pull_one
     from casa_eval.data.snapshots import read_manifest
-    from casa_eval.data.tasks import read_source, write_source
+    from casa_eval.data.tasks import datasets_of, read_source, write_source
 
     to.mkdir(parents=True, exist_ok=True)
     table = Table("task", "dataset", "rows", "revision", "snapshot", title=f"snapshots in {to}")
     for name, source in _hub_tasks(split_names(tasks)):
-        dataset = read_source(source)
-        console.print(f"pulling {dataset.describe()} for {name} ...")
-        try:
-            path = pull_one(dataset, to)
-        except Exception as exc:  # hub and datasets raise many error types; one line says which failed
-            raise UserError(f"{name}: could not pull {dataset.describe()}: {str(exc).splitlines()[0]}") from None
-        manifest = read_manifest(path)
-        revision = manifest.get("resolved_revision")
-        if pin and revision and revision != dataset.revision:
-            write_source(source, dataset.model_copy(update={"revision": revision}))
-        table.add_row(name, dataset.describe(), str(manifest["rows"]), str(revision or "—"), path.name)
+        spec = read_source(source)
+        for dataset in datasets_of(spec):
+            console.print(f"pulling {dataset.describe()} for {name} ...")
+            try:
+                path = pull_one(dataset, to)
+            except Exception as exc:  # hub and datasets raise many error types; one line says which failed
+                raise UserError(f"{name}: could not pull {dataset.describe()}: {str(exc).splitlines()[0]}") from None
+            manifest = read_manifest(path)
+            revision = manifest.get("resolved_revision")
+            table.add_row(name, dataset.describe(), str(manifest["rows"]), str(revision or "—"), path.name)
+        if pin and revision and revision != spec.revision:
+            write_source(source, spec.model_copy(update={"revision": revision}))
     console.print(table)
     console.print(f"offline runs: casa-eval run --data-dir {to} ...  (or export CASA_EVAL_DATA_DIR={to})")
 

@@ -31,6 +31,18 @@ MANIFEST = "manifest.json"
 ROWS_PER_SHARD = 2000
 
 
+class ImageJoin(BaseModel):
+    """Images shipped as a separate config of the same repository (GQA), joined to the questions by id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: str
+    split: str
+    key: str  # column of the questions holding the image id
+    image_key: str = "id"  # column of the images config holding the same id
+    image_column: str = "image"
+
+
 class HubDataset(BaseModel):
     """Which data a task evaluates: a hub dataset, its config, its split and its revision."""
 
@@ -40,6 +52,13 @@ class HubDataset(BaseModel):
     config: str | None = None
     split: str
     revision: str | None = None  # a commit sha pins it; None = resolved (and recorded) at pull time
+    images: ImageJoin | None = None
+
+    def image_dataset(self) -> HubDataset | None:
+        if self.images is None:
+            return None
+        return HubDataset(repo=self.repo, config=self.images.config, split=self.images.split,
+                          revision=self.revision)
 
     @property
     def key(self) -> str:
@@ -91,7 +110,10 @@ def pull(dataset: HubDataset, root: Path) -> Path:
     mirror = os.environ.get(MIRROR_ENV)
     if mirror:
         source = Path(mirror) / dataset.repo / (dataset.config or "default")
-        loaded = datasets.load_dataset(str(source), split=dataset.split)
+        shards = sorted(str(p) for p in source.glob(f"{dataset.split}-*.parquet"))
+        if not shards:
+            raise SnapshotError(f"the mirror has no {dataset.split} split of {dataset.repo} under {source}")
+        loaded = datasets.load_dataset("parquet", data_files={dataset.split: shards}, split=dataset.split)
     else:
         loaded = datasets.load_dataset(dataset.repo, dataset.config, split=dataset.split,
                                        revision=dataset.revision)

@@ -24,8 +24,20 @@ def source_from_rows(dataset: Any) -> HubDataset:
 
 
 def hub_docs(dataset: Any) -> Any:
-    """`process_docs` for casa-paper tasks: the documents of the dataset the source row names."""
+    """`process_docs` for casa-paper tasks: the documents of the dataset the source row names (with the
+    images of a separate images config joined in, for GQA)."""
     source = source_from_rows(dataset)
+    docs = _fetch(source)
+    images = source.image_dataset()
+    if images is None or source.images is None:
+        return docs
+    join = source.images
+    table = _fetch(images)
+    by_id = dict(zip(table[join.image_key], range(len(table)), strict=True))
+    return docs.map(lambda doc: {"image": table[by_id[doc[join.key]]][join.image_column]})
+
+
+def _fetch(source: HubDataset) -> Any:
     if locate(source) is not None:
         return load(source)
     if os.environ.get("HF_DATASETS_OFFLINE") == "1":
@@ -35,6 +47,12 @@ def hub_docs(dataset: Any) -> Any:
     import datasets
 
     return datasets.load_dataset(source.repo, source.config, split=source.split, revision=source.revision)
+
+
+def datasets_of(source: HubDataset) -> list[HubDataset]:
+    """Every hub dataset a task needs (its questions, and a separate images config if any)."""
+    images = source.image_dataset()
+    return [source] if images is None else [source, images]
 
 
 def write_source(path: Path, dataset: HubDataset) -> None:

@@ -53,18 +53,22 @@ def check_task_data(task: TaskEntry) -> str | None:
 def _hub_source_problem(task: TaskEntry, source: Path) -> str | None:
     """A casa-paper task: its pinned hub dataset must be in the data directory (or the hub reachable)."""
     from casa_eval.data.snapshots import data_dir, locate, pull_command, verify
-    from casa_eval.data.tasks import read_source
+    from casa_eval.data.tasks import datasets_of, read_source
 
-    dataset = read_source(source)
-    found = locate(dataset)
-    if found is not None:
-        problems = verify(found)
-        return None if not problems else f"task {task.name}: {problems[0]} (pull it again: {pull_command(task.name)})"
-    if os.environ.get("HF_DATASETS_OFFLINE") != "1":
-        return None  # online: the task reads the pinned revision from the hub
-    where = f"in the data directory {data_dir()}" if data_dir() else "offline (no --data-dir)"
-    return (f"task {task.name}: {dataset.describe()} is not available {where}; run `{pull_command(task.name)}` "
-            "on a machine with hub access, then pass --data-dir DIR")
+    short = task.name.removeprefix("casa_")
+    for dataset in datasets_of(read_source(source)):
+        found = locate(dataset)
+        if found is not None:
+            problems = verify(found)
+            if problems:
+                return f"task {task.name}: {problems[0]} (pull it again: {pull_command(short)})"
+            continue
+        if os.environ.get("HF_DATASETS_OFFLINE") != "1":
+            continue  # online: the task reads the pinned revision from the hub
+        where = f"in the data directory {data_dir()}" if data_dir() else "offline (no --data-dir)"
+        return (f"task {task.name}: {dataset.describe()} is not available {where}; run `{pull_command(short)}` "
+                "on a machine with hub access, then pass --data-dir DIR")
+    return None
 
 
 def _in_datasets_cache(path: str, name: object) -> bool:

@@ -88,7 +88,8 @@ def build_report(runs: list[Path], out: Path) -> Path:
         runs=[{"label": v.label, "facts": _facts(v)} for v in views], run_fields=RUN_FIELDS,
         accuracy_tables=[accuracy_table(v) for v in views if v.results.accuracy],
         random_models=random_weight_models(views),
-        published=published, published_source="; ".join(sorted({p.source for p in published})),
+        published=published, published_rows=_group_published(published),
+        published_source="; ".join(sorted({p.source for p in published})),
         accuracy_figure=accuracy is not None, decision_figure=decision is not None,
         efficiency_tables=[_efficiency_view(v) for v in views if v.results.efficiency is not None],
         efficiency_figures=efficiency, figures=figures,
@@ -99,6 +100,14 @@ def build_report(runs: list[Path], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html)
     return out
+
+
+def _group_published(scores: list[Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(model, source, {task: score}) rows, in the order the reference files list them."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in scores:
+        rows.setdefault((s.model, s.source), {})[s.task] = s
+    return [(model, source, by_task) for (model, source), by_task in rows.items()]
 
 
 def _efficiency_view(view: RunView) -> dict[str, Any]:

@@ -1,10 +1,8 @@
 """Scores published by model authors, shown in the report as reference rows (never as measurements).
 
-Reference files live in `casa_eval/report/published/*.yaml`::
-
-    source: "<where the numbers come from>"
-    scores:
-      - {model: CASA-Helium1-VL-2B, task: casa_docvqa, value: 83.2}
+Reference files live in `casa_eval/report/published/*.yaml`: a `source`, the `scale` that turns a published
+number into casa-eval's metric value (Kyutai reports percentages, OCRBench out of 1000, MME as a raw sum),
+and `scores` rows `{model, task, value[, reproduced_by_authors]}`.
 """
 
 from __future__ import annotations
@@ -21,8 +19,10 @@ _DIR = Path(__file__).resolve().parent / "published"
 class PublishedScore:
     model: str
     task: str
-    value: float
+    published: float  # as printed by the authors
+    value: float  # on casa-eval's metric scale
     source: str
+    reproduced_by_authors: bool
 
 
 def published_scores(tasks: set[str]) -> list[PublishedScore]:
@@ -31,7 +31,12 @@ def published_scores(tasks: set[str]) -> list[PublishedScore]:
     for path in sorted(_DIR.glob("*.yaml")) if _DIR.is_dir() else []:
         data = yaml.safe_load(path.read_text()) or {}
         source = str(data.get("source", path.stem))
+        scale = data.get("scale", {})
         for row in data.get("scores", []):
-            if row["task"] in tasks:
-                out.append(PublishedScore(str(row["model"]), str(row["task"]), float(row["value"]), source))
+            task = str(row["task"])
+            if task not in tasks:
+                continue
+            divisor = float(scale.get(task, scale.get("default", 1)))
+            out.append(PublishedScore(str(row["model"]), task, float(row["value"]), float(row["value"]) / divisor,
+                                      source, bool(row.get("reproduced_by_authors", False))))
     return out
