@@ -1,5 +1,5 @@
-"""Developer sessions: `uvx nox -s tests lint typecheck`, and the test suite against each supported
-transformers major version (`uvx nox -s "transformers-4.57" "transformers-5"`)."""
+"""Developer sessions: `uvx nox -s tests lint typecheck`, and the model tests against each supported
+transformers version (`uvx nox -s "transformers(4.51)" "transformers(4.57)" "transformers(5)"`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(name="transformers")
 @nox.parametrize("version", list(TRANSFORMERS), ids=list(TRANSFORMERS))
 def transformers_versions(session: nox.Session, version: str) -> None:
-    """The fusion zoo, streaming and adapter tests against one transformers version."""
+    """The fusion zoo, streaming, adapter, family and Kyutai-export tests against one transformers version."""
     _install(session, TRANSFORMERS[version])
     session.run("python", "-c", "import transformers; print('transformers', transformers.__version__)")
     session.run("pytest", "tests/fusion", "tests/streaming", "tests/models", *session.posargs)

@@ -69,7 +69,7 @@ PAPER_MODELS: dict[str, ModelEntry] = {
                    "Llama-3.2-Vision (mllama) gated cross-attention", kind="family", family="mllama"),
         ModelEntry("qformer", "qformer", "Salesforce/blip2-opt-2.7b", False, "BLIP-2 Q-Former (OPT-2.7B)",
                    kind="family", family="blip2"),
-        ModelEntry("llava", "insertion", "llava-hf/llava-1.5-7b-hf", False, "LLaVA-1.5 (token insertion)",
+        ModelEntry("insertion-llava", "insertion", "llava-hf/llava-1.5-7b-hf", False, "LLaVA-1.5 (token insertion)",
                    kind="family", family="llava"),
         ModelEntry("mplug-owl3", "cross_attention", "mPLUG/mPLUG-Owl3-2B-241014", True,
                    "mPLUG-Owl3 2B hyper-attention (cross-attention baseline of Kyutai's table)", kind="unsupported"),

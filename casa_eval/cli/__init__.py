@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from casa_eval.cli import check_cmd, data_cmd, list_cmd, profile_cmd, report_cmd, run_cmd
+from casa_eval.cli import check_cmd, data_cmd, list_cmd, profile_cmd, report_cmd, run_cmd, tiny_cmd
 from casa_eval.cli.console import error
 from casa_eval.errors import UserError
 
@@ -24,6 +24,7 @@ app.command("report", rich_help_panel="Results")(report_cmd.report)
 app.command("check", rich_help_panel="Results")(check_cmd.check)
 app.add_typer(list_cmd.app, name="list", rich_help_panel="Utilities")
 app.add_typer(data_cmd.app, name="data", rich_help_panel="Utilities")
+app.command("tiny", rich_help_panel="Utilities")(tiny_cmd.tiny)
 
 
 def main() -> None:

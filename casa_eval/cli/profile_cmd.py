@@ -30,6 +30,9 @@ def profile(
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow checkpoints that ship their own modeling "
                                                     "code.")] = False,
+    cross_attention_cache: Annotated[str, typer.Option(help="mllama (gated-xattn): 'append' keeps every image's "
+                                                       "cross-attention K/V as transformers does, 'replace' only "
+                                                       "the latest image's.")] = "append",
 ) -> None:
     """Time and memory per turn of a streaming conversation, for every model, side by side."""
     from casa_eval._env import prepare_environment
@@ -40,6 +43,8 @@ def profile(
     from casa_eval.registry import resolve_model, split_model_paths, split_names
 
     config = resolve_profile_config(profile, memory_budget=memory_budget)  # light checks first
+    if cross_attention_cache not in ("append", "replace"):
+        raise UserError(f"--cross-attention-cache must be 'append' or 'replace', not {cross_attention_cache!r}")
     names_given, paths = split_model_paths(split_names(models))
     for name in names_given:
         resolve_model(name)
@@ -62,7 +67,8 @@ def profile(
         reporter = ProfileProgress(progress)
         try:
             add_profile(results, out, config, names, reporter=reporter, turns=turns, repeats=repeats, video=video,
-                        device=target, seed=seed, checkpoints=paths, trust_remote_code=trust_remote_code)
+                        device=target, seed=seed, checkpoints=paths, trust_remote_code=trust_remote_code,
+                        cross_attention_cache=cross_attention_cache)
         except KeyboardInterrupt:
             progress.stop()
             results.status.state = "interrupted"

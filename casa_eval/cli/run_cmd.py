@@ -40,6 +40,9 @@ def run(
                                                     "(Kyutai's CASA models, mPLUG-Owl3).")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Offline dataset snapshots written by `casa-eval data "
                                                   "pull` (or set CASA_EVAL_DATA_DIR).")] = None,
+    cross_attention_cache: Annotated[str | None, typer.Option(help="mllama (gated-xattn): 'append' keeps every "
+                                                              "image's cross-attention K/V as transformers does "
+                                                              "(default), 'replace' only the latest image's.")] = None,
 ) -> None:
     """Evaluate models on tasks through lmms-eval and write one results document.
 
@@ -64,7 +67,7 @@ def run(
         "models": names or None, "tasks": split_names(tasks) or None, "limit": limit,
         "output_dir": output_dir, "batch_size": batch_size, "device": device, "seed": seed,
         "include_paths": include_path or None, "video": video, "data_dir": data_dir,
-        "trust_remote_code": trust_remote_code or None,
+        "trust_remote_code": trust_remote_code or None, "cross_attention_cache": cross_attention_cache,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if profile is not None:
@@ -145,7 +148,8 @@ def _streaming_step(settings: Any) -> Any:
             add_profile(results, out, profile, names, reporter=ProfileProgress(progress), video=video,
                         device=settings.device if settings.device != "auto" else None,
                         checkpoints=settings.checkpoints, seed=settings.seed,
-                        trust_remote_code=settings.trust_remote_code)
+                        trust_remote_code=settings.trust_remote_code,
+                        cross_attention_cache=settings.cross_attention_cache)
             results.save(out)
 
         return run_profile

@@ -110,10 +110,10 @@ def pull(dataset: HubDataset, root: Path) -> Path:
     mirror = os.environ.get(MIRROR_ENV)
     if mirror:
         source = Path(mirror) / dataset.repo / (dataset.config or "default")
-        shards = sorted(str(p) for p in source.glob(f"{dataset.split}-*.parquet"))
-        if not shards:
+        parquet = sorted(str(p) for p in source.glob(f"{dataset.split}-*.parquet"))
+        if not parquet:
             raise SnapshotError(f"the mirror has no {dataset.split} split of {dataset.repo} under {source}")
-        loaded = datasets.load_dataset("parquet", data_files={dataset.split: shards}, split=dataset.split)
+        loaded = datasets.load_dataset("parquet", data_files={dataset.split: parquet}, split=dataset.split)
     else:
         loaded = datasets.load_dataset(dataset.repo, dataset.config, split=dataset.split,
                                        revision=dataset.revision)

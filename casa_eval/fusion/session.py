@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from casa_eval.fusion.model import FusionModel
 
 
-def new_dynamic_cache(config: Any) -> DynamicCache:
+def new_dynamic_cache(config: Any = None) -> DynamicCache:
+    if config is None:
+        return DynamicCache()
     try:
         return DynamicCache(config=config)  # transformers >= 4.56 (knows sliding-window layers)
     except TypeError:
@@ -94,6 +96,13 @@ class ZooSession:
 
     def decode(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.add_text(token_ids.view(-1, 1))
+
+    def drop_side_state(self) -> None:
+        """Forget the cross-attention streaming state (CASA's window, CA image K/V); keep the KV cache.
+        Text added next forms a text-only window until the next image."""
+        self.states.clear()
+        self.window_image_tokens = self.window_text_tokens = 0
+        self._previous_image = False
 
     def cache_stats(self) -> CacheStats:
         model = self.model

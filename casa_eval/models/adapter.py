@@ -29,7 +29,7 @@ from casa_eval.models._names import adapter_class_name
 from casa_eval.models.conversation import prefill_turn
 from casa_eval.models.journal import PredictionJournal, prediction_key
 from casa_eval.models.loading import LoadedModel, load_model
-from casa_eval.registry import ZOO_MODELS
+from casa_eval.registry import all_models
 from casa_eval.streaming import GenerationConfig, generate
 
 ProgressCallback = Callable[[int], None]
@@ -42,17 +42,19 @@ class CasaEvalLMM(lmms):
 
     def __init__(self, model: str | None = None, checkpoint: str | None = None, seed: int = 0,
                  dtype: str | None = None, attention_backend: str | None = None, batch_size: int | str = 1,
-                 max_batch_size: int | None = None, device: str | None = None, *,
-                 loaded: LoadedModel | None = None, journal: PredictionJournal | None = None,
-                 **unknown: Any) -> None:
+                 max_batch_size: int | None = None, device: str | None = None, trust_remote_code: bool = False,
+                 cross_attention_cache: str = "append", *, loaded: LoadedModel | None = None,
+                 journal: PredictionJournal | None = None, **unknown: Any) -> None:
         super().__init__()
         if unknown:
             raise ValueError(f"unknown model_args {sorted(unknown)}; accepted: model, checkpoint, seed, dtype, "
-                             "attention_backend, batch_size, device")
+                             "attention_backend, batch_size, device, trust_remote_code, cross_attention_cache")
         if loaded is None:
             name = model or self.model_name
             loaded = load_model(name, checkpoint=checkpoint, seed=int(seed), dtype=dtype,
-                                attention_backend=attention_backend, device=_rank_device(device))
+                                attention_backend=attention_backend, device=_rank_device(device),
+                                trust_remote_code=str(trust_remote_code).lower() in ("true", "1", "yes"),
+                                cross_attention_cache=cross_attention_cache)
         self.loaded = loaded
         requested = 8 if str(batch_size) == "auto" else int(batch_size)  # the CLI passes strings
         limit = loaded.model.max_batch_size
@@ -261,4 +263,4 @@ def _named_adapters(names: Sequence[str]) -> dict[str, type[CasaEvalLMM]]:
 
 
 # One importable class per model name (lmms-eval's manifests name classes, not constructor arguments).
-globals().update(_named_adapters(list(ZOO_MODELS)))
+globals().update(_named_adapters(list(all_models())))

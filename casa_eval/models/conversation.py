@@ -38,8 +38,12 @@ def prefill_turn(session: StreamingSession, tokenizer: Any, fmt: PromptFormat, i
     last-token logits [B, V] and the number of text tokens fed per sample.
 
     `images[i]` are sample i's images (every sample must have the same number). `previous_tokens[i]` are
-    tokens to feed first (e.g. the last generated token and the end of the previous turn).
+    tokens to feed first (e.g. the last generated token and the end of the previous turn). A session with its
+    own chat template (Kyutai's processors) provides `prefill_turn` itself and `fmt` is not used.
     """
+    own = getattr(session, "prefill_turn", None)
+    if own is not None:
+        return own(images, texts, previous_tokens=previous_tokens)
     counts = {len(x) for x in images}
     if len(counts) != 1:
         raise ValueError("every sample of a batch must have the same number of images")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from casa_eval.registry import ZOO_MODELS
+from casa_eval.registry import all_models
 
 
 def model_manifests() -> list[Any]:
@@ -16,4 +16,4 @@ def model_manifests() -> list[Any]:
     from casa_eval.models._names import adapter_class_name
 
     return [ModelManifest(model_id=name, simple_class_path=f"casa_eval.models.adapter.{adapter_class_name(name)}")
-            for name in ZOO_MODELS]
+            for name in all_models()]

@@ -15,11 +15,13 @@ from casa_eval.results.schema import RunConfigRecord, RunResults, RunStatus
 
 
 def profile_model_names(profile: ProfileConfig, models: list[str] | None) -> list[str]:
-    """The profile's models (or the given ones), always with the text-only floor first."""
+    """The profile's models (or the given ones), with the text-only floor first when they are all zoo models
+    (the floor is the *same* backbone without images; real checkpoints have no such twin)."""
     names = list(models or profile.models)
-    for name in names:
-        resolve_model(name)
-    return names if FLOOR in names else [FLOOR, *names]
+    entries = [resolve_model(name) for name in names]
+    if FLOOR in names or not all(e.is_zoo for e in entries):
+        return names
+    return [FLOOR, *names]
 
 
 def add_profile(results: RunResults, out: Path, profile: ProfileConfig, models: list[str], *,

@@ -133,6 +133,7 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
                    repeats: int | None = None, video: Path | None = None, device: str | None = None,
                    checkpoints: dict[str, Path] | None = None, seed: int = 0,
                    reporter: ProfileReporter | None = None, trust_remote_code: bool = False,
+                   cross_attention_cache: str = "append",
                    loader: Callable[..., LoadedModel] = load_model) -> EfficiencySection:
     """Run the profile for every model and return the efficiency section (records, summaries, models)."""
     reporter = reporter or SilentProfileReporter()
@@ -152,7 +153,7 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
         reporter.stage(f"loading {variant.name}")
         loaded = loader(variant.base, checkpoint=(checkpoints or {}).get(variant.base),
                         zoo={**dims, **variant.zoo}, seed=seed, device=str(target),
-                        trust_remote_code=trust_remote_code)
+                        trust_remote_code=trust_remote_code, cross_attention_cache=cross_attention_cache)
         if workload is None:
             frames = profile_frames(profile, loaded.model.frame_size, video, turns)
             workload = Workload(frames=frames, prompt=profile.scenario.prompt,

@@ -1,5 +1,6 @@
-"""lmms-eval's own CLI runs casa-eval models (entry point) and tasks (include path), with the same metrics
-as `casa-eval run`, in one process and under accelerate's 2-process data-parallel launch."""
+"""lmms-eval's own CLI, under accelerate's 2-process data-parallel launch, runs a casa-eval model (entry point)
+on a casa-eval task (include path) with the same metric and predictions as `casa-eval run` — on a
+real-checkpoint path: a tiny CASA exported with Kyutai's remote-code interface, loaded with trust_remote_code."""
 
 from __future__ import annotations
 
@@ -31,39 +32,35 @@ def _lmms_predictions(out: Path) -> dict[int, str]:
 
 
 @pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory, data_cache: Path) -> tuple[float, dict[int, str]]:
-    """`casa-eval run` on the same model, task, limit, batch size and seed."""
-    run = tmp_path_factory.mktemp("ours")
-    result = casa_eval("run", "--models", "zoo-casa", "--tasks", "synth_docvqa", "--limit", str(LIMIT),
-                       "--batch-size", "2", "--seed", "0", "-o", str(run / "out"), cache=data_cache)
-    assert result.returncode == 0, result.stderr
-    [anls] = [r for r in load_results(run / "out").accuracy if r.metric == "anls"]
-    samples = [json.loads(line) for line in (run / "out" / "samples" / "zoo-casa__synth_docvqa.jsonl").open()]
+def ours(tiny_kyutai: dict[str, Path], data_cache: Path,
+         tmp_path_factory: pytest.TempPathFactory) -> tuple[float, dict[int, str]]:
+    """`casa-eval run` on the same model (a tiny CASA with Kyutai's remote-code interface), task, limit and
+    seed."""
+    run = tmp_path_factory.mktemp("ours") / "out"
+    result = casa_eval("run", "--models", f"casa={tiny_kyutai['casa']}", "--trust-remote-code", "--tasks",
+                       "synth_docvqa", "--limit", str(LIMIT), "--batch-size", "1", "--seed", "0", "--profile", "none",
+                       "-o", str(run), cache=data_cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [anls] = [r for r in load_results(run).accuracy if r.metric == "anls"]
+    samples = [json.loads(line) for line in (run / "samples" / "casa__synth_docvqa.jsonl").open()]
     return anls.value, {s["doc_id"]: s["prediction"].strip() for s in samples}
 
 
-def _lmms_args(out: Path) -> list[str]:
-    return ["--model", "zoo-casa", "--model_args", "seed=0", "--tasks", "synth_docvqa", "--include_path",
-            str(REPO / "tasks"), "--limit", str(LIMIT), "--batch_size", "2", "--output_path", str(out),
-            "--log_samples", "--seed", "0,0,0,0", "--verbosity", "ERROR"]
+def _lmms_args(out: Path, checkpoint: Path) -> list[str]:
+    return ["--model", "casa", "--model_args", f"checkpoint={checkpoint},trust_remote_code=true", "--tasks",
+            "synth_docvqa", "--include_path", str(REPO / "tasks"), "--limit", str(LIMIT), "--batch_size", "1",
+            "--output_path", str(out), "--log_samples", "--seed", "0,0,0,0", "--verbosity", "ERROR"]
 
 
-def test_python_m_lmms_eval_matches_casa_eval_run(tmp_path: Path, data_cache: Path,
-                                                  ours: tuple[float, dict[int, str]]) -> None:
-    out = tmp_path / "lmms"
-    result = subprocess.run([sys.executable, "-m", "lmms_eval", *_lmms_args(out)], capture_output=True, text=True,
-                            env=cli_env(data_cache), cwd=tmp_path, timeout=600)
-    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert _lmms_value(out, "anls") == pytest.approx(ours[0], abs=1e-12)
-    assert _lmms_predictions(out) == ours[1]  # the same text for every document, not only the same score
-
-
-def test_accelerate_two_cpu_processes(tmp_path: Path, data_cache: Path, ours: tuple[float, dict[int, str]]) -> None:
+def test_accelerate_two_cpu_processes(tmp_path: Path, data_cache: Path, tiny_kyutai: dict[str, Path],
+                                      ours: tuple[float, dict[int, str]]) -> None:
+    """Data-parallel evaluation of a real (remote-code) checkpoint: both ranks' shards are gathered and every
+    prediction equals the one-process run's."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate is not None
     out = tmp_path / "dp"
     command = [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-               "no", "--dynamo_backend", "no", "-m", "lmms_eval", *_lmms_args(out)]
+               "no", "--dynamo_backend", "no", "-m", "lmms_eval", *_lmms_args(out, tiny_kyutai["casa"])]
     result = subprocess.run(command, capture_output=True, text=True, env=cli_env(data_cache), cwd=tmp_path,
                             timeout=900)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]

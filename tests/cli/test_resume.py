@@ -12,7 +12,7 @@ from pathlib import Path
 from casa_eval.results import load_results
 from tests.clitools import REPO, casa_eval, cli_env, write_toy_task
 
-DOCS = 16
+DOCS = 8
 
 
 def _samples(run: Path, model: str) -> list[dict]:
@@ -23,7 +23,7 @@ def test_interrupted_run_resumes_to_exactly_once(tmp_path: Path, data_cache: Pat
     tasks = write_toy_task(tmp_path / "tasks", docs=DOCS)
     run = tmp_path / "run"
     args = ["run", "--models", "zoo-text-only,zoo-casa", "--tasks", "toy_vqa", "--include-path", str(tasks),
-            "--batch-size", "1", "--limit", str(DOCS), "-o", str(run)]
+            "--batch-size", "1", "--limit", str(DOCS), "--profile", "none", "-o", str(run)]
     proc = subprocess.Popen([sys.executable, "-m", "casa_eval", *args], cwd=REPO, env=cli_env(data_cache),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = run / "predictions.jsonl"
@@ -55,8 +55,8 @@ def test_interrupted_run_resumes_to_exactly_once(tmp_path: Path, data_cache: Pat
     assert journaled > DOCS
 
     fresh = casa_eval("run", "--models", "zoo-text-only,zoo-casa", "--tasks", "toy_vqa", "--include-path",
-                      str(tasks), "--batch-size", "1", "--limit", str(DOCS), "-o", str(tmp_path / "fresh"),
-                      cache=data_cache)
+                      str(tasks), "--batch-size", "1", "--limit", str(DOCS), "--profile", "none",
+                      "-o", str(tmp_path / "fresh"), cache=data_cache)
     assert fresh.returncode == 0
     expected = {(r.model, r.metric): r.value for r in load_results(tmp_path / "fresh").accuracy}
     assert {(r.model, r.metric): r.value for r in final.accuracy} == expected

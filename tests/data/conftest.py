@@ -1,4 +1,5 @@
-"""Fixtures for the synthetic-data tests: small specs, and the two lmms-eval tasks loaded once per session."""
+"""Fixtures for the data tests: the two synthetic lmms-eval tasks and the nine casa-paper tasks (reading a
+snapshot of the local hub mirror), each loaded once per session."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import CASA_PAPER_TASKS
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 
@@ -35,33 +38,6 @@ def lmms_tasks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         manager = TaskManager("ERROR", include_path=str(TASKS_DIR), include_defaults=False)
         tasks = get_task_dict(["synth_docvqa", "synth_chartqa"], manager)
     yield dict(tasks)
-
-
-CASA_PAPER_TASKS = ("casa_ai2d", "casa_chartqa", "casa_docvqa", "casa_gqa", "casa_infovqa", "casa_mme",
-                    "casa_ocrbench", "casa_realworldqa", "casa_textvqa")
-
-
-@pytest.fixture(scope="session")
-def hub_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A few rows of every casa-paper dataset, in the hub's parquet layout (see `hub_mirror.py`)."""
-    from tests.data.hub_mirror import build_mirror
-
-    return build_mirror(tmp_path_factory.mktemp("hub-mirror"))
-
-
-@pytest.fixture(scope="session")
-def paper_data_dir(tmp_path_factory: pytest.TempPathFactory, hub_mirror: Path) -> Path:
-    """A data directory holding a snapshot of every casa-paper dataset, pulled from the mirror."""
-    from casa_eval.data.snapshots import MIRROR_ENV, pull
-    from casa_eval.data.tasks import datasets_of, read_source
-
-    root = tmp_path_factory.mktemp("paper-data")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(MIRROR_ENV, str(hub_mirror))
-        for name in CASA_PAPER_TASKS:
-            for dataset in datasets_of(read_source(TASKS_DIR / name / "source.jsonl")):
-                pull(dataset, root)
-    return root
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def test_a_moved_snapshot_loads_and_a_damaged_one_is_refused(paper_data_dir: Pat
     shard = next((moved / DOCVQA.key).glob("*.parquet"))
     shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
     assert verify(moved / DOCVQA.key) == [f"{shard} does not match its checksum"]
-    with pytest.raises(SnapshotError, match="is damaged: .* does not match its checksum"):
+    with pytest.raises(SnapshotError, match=r"is damaged: .* does not match its checksum"):
         load(DOCVQA, moved)
     shard.unlink()
     assert verify(moved / DOCVQA.key) == [f"{shard} is missing"]

@@ -121,3 +121,14 @@ def test_journal_replays_finished_predictions(tmp_path: Path) -> None:
 
     (tmp_path / "predictions.jsonl").open("a").write('{"key": "torn')  # an interrupted write
     assert len(PredictionJournal(tmp_path / "predictions.jsonl")) == len(DOCS)
+
+
+def test_no_casa_eval_model_name_shadows_an_lmms_eval_model() -> None:
+    """lmms-eval loads plugin manifests with overwrite=True: a name it already has would be silently replaced."""
+    from lmms_eval.models import _build_builtin_manifests
+
+    from casa_eval.registry import all_models
+
+    builtin = {m.model_id for m in _build_builtin_manifests()} | {
+        alias for m in _build_builtin_manifests() for alias in m.aliases}
+    assert "llava" in builtin and not builtin & set(all_models())

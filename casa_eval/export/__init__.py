@@ -1,0 +1,1 @@
+"""Exports of zoo models in other interfaces (Kyutai's CASA remote code)."""
