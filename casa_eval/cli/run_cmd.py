@@ -88,7 +88,7 @@ def run(
         settings.data_dir = Path(os.environ["CASA_EVAL_DATA_DIR"])
     if settings.data_dir is not None:
         os.environ["CASA_EVAL_DATA_DIR"] = str(settings.data_dir.resolve())
-    validate_names(settings)  # before any progress bar is drawn
+    validate_names(settings, resume=resume)  # before any progress bar is drawn
     streaming = _streaming_step(settings)
     default_location = settings.output_dir is None
     run_id = new_run_id()

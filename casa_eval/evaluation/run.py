@@ -95,10 +95,11 @@ def default_output_dir(run_id: str) -> Path:
     return Path("reports") / f"run-{run_id}"
 
 
-def validate_names(settings: RunSettings) -> None:
-    """Every model and task exists, the output directory is writable, the zoo dimensions are valid, and every
-    model's weights and every task's data are at hand — cheapest checks first, so a typo fails in a second.
-    Missing pieces (weights, data, the remote-code flag) are reported together, one line each."""
+def validate_names(settings: RunSettings, *, resume: bool = False) -> None:
+    """Every model and task exists, the output directory is writable (and holds no other run), every model's
+    weights and every task's data are at hand, and the zoo dimensions are valid — cheapest checks first, so a
+    typo fails in a second. Missing pieces (weights, data, the remote-code flag) are reported together, one
+    line each."""
     if not settings.models:
         raise UserError("no models given")
     if not settings.tasks:
@@ -113,11 +114,7 @@ def validate_names(settings: RunSettings) -> None:
     resolve_tasks(settings.tasks, extra=settings.include_paths)
     if settings.output_dir is not None:
         check_writable(settings.output_dir)
-    for entry in entries:
-        if entry.is_zoo and entry.name not in settings.checkpoints:
-            from casa_eval.models.loading import zoo_config
-
-            zoo_config(entry, settings.zoo, seed=settings.seed)  # model dimensions are valid
+        check_run_dir(settings.output_dir, resume)
     from casa_eval.models.availability import model_problems
 
     problems = [p for entry in entries for p in model_problems(
@@ -127,6 +124,19 @@ def validate_names(settings: RunSettings) -> None:
                  if (p := check_task_data(task)) is not None]
     if problems:
         raise UserError(problems)
+    from casa_eval.models.zoo_settings import zoo_config
+
+    for entry in entries:
+        if entry.is_zoo and entry.name not in settings.checkpoints:
+            zoo_config(entry, settings.zoo, seed=settings.seed)  # model dimensions are valid
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """A new run needs a directory without results; `--resume` needs one with them."""
+    if (out / RESULTS_FILE).exists() and not resume:
+        raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another --output-dir")
+    if resume and not (out / RESULTS_FILE).exists():
+        raise UserError(f"nothing to resume in {out} (no {RESULTS_FILE})")
 
 
 def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: bool = False,
@@ -141,10 +151,11 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
         from casa_eval.data.snapshots import DATA_DIR_ENV
 
         os.environ[DATA_DIR_ENV] = str(settings.data_dir.resolve())
-    validate_names(settings)
+    validate_names(settings, resume=resume)
     run_id = run_id or new_run_id()
     out = settings.output_dir or default_output_dir(run_id)
     check_writable(out)
+    check_run_dir(out, resume)
     tasks = resolve_tasks(settings.tasks, extra=settings.include_paths)
     results = _open_results(out, run_id, settings, resume)
     (out / SETTINGS_FILE).write_text(settings.model_dump_json(indent=2, exclude={"output_dir"}) + "\n")
@@ -203,15 +214,10 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
 def _open_results(out: Path, run_id: str, settings: RunSettings, resume: bool) -> RunResults:
     from casa_eval.results.provenance import code_revision, environment
 
-    if (out / RESULTS_FILE).exists():
-        if not resume:
-            raise UserError(f"{out} already holds a run; pass --resume to continue it, or choose another "
-                            "--output-dir")
+    if resume:
         previous = load_results(out)
         previous.status.errors.clear()
         return previous
-    if resume:
-        raise UserError(f"nothing to resume in {out} (no {RESULTS_FILE})")
     from casa_eval.models.loading import resolve_device
 
     device = str(resolve_device(settings.device))

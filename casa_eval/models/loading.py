@@ -11,10 +11,11 @@ from typing import Any
 import torch
 
 from casa_eval.errors import UserError
-from casa_eval.fusion import FusionConfig, FusionModel, load_checkpoint
+from casa_eval.fusion import FusionModel, load_checkpoint
 from casa_eval.fusion.checkpoint import WEIGHTS_FILE, is_checkpoint
 from casa_eval.models.availability import model_problems
 from casa_eval.models.conversation import PromptFormat
+from casa_eval.models.zoo_settings import zoo_config
 from casa_eval.registry import ModelEntry, resolve_model
 
 
@@ -40,17 +41,6 @@ def resolve_device(device: str | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device} asked for CUDA but no CUDA device is available (use --device cpu)")
     return resolved
-
-
-def zoo_config(entry: ModelEntry, zoo: dict[str, Any] | None = None, **overrides: Any) -> FusionConfig:
-    """The FusionConfig of a zoo model: `zoo` sets the shared dimensions (from a run config or a profile)."""
-    data = dict(zoo or {})
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    data["mechanism"] = entry.mechanism
-    try:
-        return FusionConfig.model_validate(data)
-    except ValueError as exc:
-        raise UserError(f"invalid zoo model settings for {entry.name}: {_first_error(exc)}") from None
 
 
 def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str, Any] | None = None,
@@ -154,12 +144,3 @@ def _kv_bytes_per_token(model: FusionModel) -> int:
     spec = model.config.backbone
     dtype_bytes = torch.empty(0, dtype=model.dtype).element_size()
     return 2 * spec.num_layers * spec.num_kv_heads * spec.head_dim * dtype_bytes
-
-
-def _first_error(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-    return str(exc)
