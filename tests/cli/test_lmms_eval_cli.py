@@ -1,6 +1,7 @@
-"""lmms-eval's own CLI, under accelerate's 2-process data-parallel launch, runs a casa-eval model (entry point)
-on a casa-eval task (include path) with the same metric and predictions as `casa-eval run` — on a
-real-checkpoint path: a tiny CASA exported with Kyutai's remote-code interface, loaded with trust_remote_code."""
+"""lmms-eval's own CLI runs a casa-eval model (entry point) on a casa-eval task (include path) with the same
+metric and predictions as `casa-eval run`, in one process and under accelerate's 2-process data-parallel
+launch — on a real-checkpoint path: a tiny CASA exported with Kyutai's remote-code interface, loaded with
+trust_remote_code."""
 
 from __future__ import annotations
 
@@ -50,6 +51,16 @@ def _lmms_args(out: Path, checkpoint: Path) -> list[str]:
     return ["--model", "casa", "--model_args", f"checkpoint={checkpoint},trust_remote_code=true", "--tasks",
             "synth_docvqa", "--include_path", str(REPO / "tasks"), "--limit", str(LIMIT), "--batch_size", "1",
             "--output_path", str(out), "--log_samples", "--seed", "0,0,0,0", "--verbosity", "ERROR"]
+
+
+def test_python_m_lmms_eval_matches_casa_eval_run(tmp_path: Path, data_cache: Path, tiny_kyutai: dict[str, Path],
+                                                  ours: tuple[float, dict[int, str]]) -> None:
+    out = tmp_path / "lmms"
+    result = subprocess.run([sys.executable, "-m", "lmms_eval", *_lmms_args(out, tiny_kyutai["casa"])],
+                            capture_output=True, text=True, env=cli_env(data_cache), cwd=tmp_path, timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert _lmms_value(out, "anls") == pytest.approx(ours[0], abs=1e-12)
+    assert _lmms_predictions(out) == ours[1]  # the same text for every document, not only the same score
 
 
 def test_accelerate_two_cpu_processes(tmp_path: Path, data_cache: Path, tiny_kyutai: dict[str, Path],

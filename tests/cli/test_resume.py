@@ -53,10 +53,3 @@ def test_interrupted_run_resumes_to_exactly_once(tmp_path: Path, data_cache: Pat
     keys = [json.loads(line)["key"] for line in journal.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 2 * DOCS
     assert journaled > DOCS
-
-    fresh = casa_eval("run", "--models", "zoo-text-only,zoo-casa", "--tasks", "toy_vqa", "--include-path",
-                      str(tasks), "--batch-size", "1", "--limit", str(DOCS), "--profile", "none",
-                      "-o", str(tmp_path / "fresh"), cache=data_cache)
-    assert fresh.returncode == 0
-    expected = {(r.model, r.metric): r.value for r in load_results(tmp_path / "fresh").accuracy}
-    assert {(r.model, r.metric): r.value for r in final.accuracy} == expected
