@@ -183,17 +183,17 @@ def write_tiny(out: Path, *, seed: int = 0) -> Path:
     text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                 bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"),
-                **rope)
-    # transformers < 4.52 has no `text_config`: the text settings sit at the top level of the config.
+                tie_word_embeddings=True, **rope)
+    # transformers < 4.52 has no `text_config`: the text settings sit at the top level of the config. 4.5x
+    # reads the tying from the text config, 5.x from the top level: both say it.
     nested = "text_config" in inspect.signature(Qwen2_5_VLConfig.__init__).parameters
     config = Qwen2_5_VLConfig(
-        **({"text_config": text} if nested else text),
+        **({"text_config": text, "tie_word_embeddings": True} if nested else text),
         vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
                            fullatt_block_indexes=[1], tokens_per_second=2),
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=True)
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config).eval()

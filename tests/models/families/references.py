@@ -6,6 +6,7 @@ reference sequence replaces each image by the tokens the family's processor woul
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from PIL import Image
 from transformers import DynamicCache
 
 from casa_eval.fusion.session import new_dynamic_cache
+from casa_eval.models.families._compat import TRANSFORMERS_VERSION
 from casa_eval.models.families import FamilyModel
 
 Segment = list[int] | np.ndarray
@@ -118,9 +120,15 @@ def reference_logits(model: FamilyModel, segments: Sequence[Segment]) -> torch.T
 
 
 def reference_generate(model: FamilyModel, segments: Sequence[Segment], max_new_tokens: int) -> list[int]:
-    """transformers' greedy `generate` continuation (without the prompt, cut before EOS)."""
+    """transformers' greedy `generate` continuation (without the prompt, cut before EOS).
+
+    Mllama on transformers 4.x: `generate` continuing from a prefilled cache drops `pixel_values` (its
+    `prepare_inputs_for_generation` takes any step with a non-empty cache for a decoding step), so the image is
+    never seen; there the reference is greedy decoding by transformers' full forward instead."""
     inputs = reference_inputs(model, segments)
-    cache, _ = text_prefix_cache(model, segments)
+    cache, skip = text_prefix_cache(model, segments)
+    if cache is not None and TRANSFORMERS_VERSION < (5, 0):
+        return _greedy_by_forward(model, inputs, cache, skip, max_new_tokens)
     if cache is not None:
         inputs["past_key_values"] = cache
     eos = model.tokenizer.eos_token_id
@@ -131,3 +139,22 @@ def reference_generate(model: FamilyModel, segments: Sequence[Segment], max_new_
     if tokens[:len(prompt)] == prompt:  # decoder-only generate returns the prompt too
         tokens = tokens[len(prompt):]
     return tokens[:tokens.index(eos)] if eos in tokens else tokens
+
+
+def _greedy_by_forward(model: FamilyModel, inputs: dict[str, Any], cache: DynamicCache, skip: int,
+                       max_new_tokens: int) -> list[int]:
+    """Greedy tokens from one full forward per step over the conversation after the Mllama text prefix."""
+    ids, mask = inputs["input_ids"], inputs["cross_attention_mask"]
+    images = {k: inputs[k] for k in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")}
+    tokens: list[int] = []
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            logits = model.hf_model(input_ids=ids[:, skip:], cross_attention_mask=mask[:, skip:],
+                                    past_key_values=copy.deepcopy(cache), use_cache=True, **images).logits
+        token = int(logits[0, -1].argmax())
+        if token == model.tokenizer.eos_token_id:
+            break
+        tokens.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], 1)
+        mask = torch.cat([mask, mask[:, -1:]], 1)  # a generated token attends to the images the last one did
+    return tokens
