@@ -24,6 +24,18 @@ def load_pretrained(model_class: Any, path: str | Path, *, device: torch.device,
     return model.to(device).eval()
 
 
+def load_family(family_class: Any, hf_class_name: str, family: str, path: str | Path, *, device: torch.device,
+                dtype: str | None, name_suffix: str = "", **options: Any) -> Any:
+    """`family_class` around transformers' `hf_class_name` loaded from `path`, with the tokenizer and image
+    processor saved beside it; `options` go to `family_class`."""
+    import transformers
+
+    hf_model = load_pretrained(getattr(transformers, hf_class_name), path, device=device, dtype=dtype)
+    tokenizer, image_processor = load_processors(path)
+    return family_class(hf_model, tokenizer, image_processor, name=checkpoint_name(family, path) + name_suffix,
+                        **options)
+
+
 def load_processors(path: str | Path) -> tuple[Any, Any]:
     """(tokenizer, image processor) saved next to a checkpoint; the tokenizer pads on the left."""
     from transformers import AutoImageProcessor, AutoTokenizer

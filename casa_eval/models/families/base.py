@@ -250,6 +250,12 @@ class FamilySession:
         self.text_tokens += ids.shape[1]
         return hidden
 
+    def _insert_image_embeddings(self, embeds: torch.Tensor) -> None:
+        """Image embeddings [B, n, D] into the backbone KV at n more 1-D positions (LLaVA, BLIP-2)."""
+        n = embeds.shape[1]
+        self._forward(embeds, self._text_positions(n, None), None)
+        self.image_cache_tokens += n
+
     def _text_positions(self, length: int, mask: torch.Tensor | None) -> torch.Tensor:
         """Positions [B, L] of the next `length` tokens (padding skipped; pads reuse a neighbour's position, they
         are masked anyway), advancing `self.positions`."""

@@ -19,13 +19,7 @@ import torch
 from PIL import Image
 
 from casa_eval.models.conversation import PromptFormat
-from casa_eval.models.families._checkpoint import (
-    checkpoint_name,
-    load_pretrained,
-    load_processors,
-    save_checkpoint,
-    token_id,
-)
+from casa_eval.models.families._checkpoint import load_family, save_checkpoint, token_id
 from casa_eval.models.families._tokenizers import gpt2_tokenizer
 from casa_eval.models.families.base import ChatFormat, FamilyModel, FamilySession
 
@@ -83,21 +77,16 @@ class Blip2Session(FamilySession):
 
     def _append_image(self, images: list[Image.Image]) -> None:
         features = self.model.image_features(images)
-        embeds = features.to(self.model.compute_dtype)
-        n = embeds.shape[1]
-        self._forward(embeds, self._text_positions(n, None), None)  # Q more 1-D positions
-        self.image_cache_tokens += n
+        self._insert_image_embeddings(features.to(self.model.compute_dtype))  # Q more 1-D positions
 
 
 Blip2Family.session_class = Blip2Session
 
 
 def load(path: str | Path, *, device: torch.device, dtype: str | None = None) -> Blip2Family:
-    from transformers import Blip2ForConditionalGeneration
-
-    hf_model = load_pretrained(Blip2ForConditionalGeneration, path, device=device, dtype=dtype)
-    tokenizer, image_processor = load_processors(path)
-    return Blip2Family(hf_model, tokenizer, image_processor, name=checkpoint_name("blip2", path))
+    family: Blip2Family = load_family(Blip2Family, "Blip2ForConditionalGeneration", "blip2", path, device=device,
+                                      dtype=dtype)
+    return family
 
 
 def write_tiny(out: Path, *, seed: int = 0) -> Path:

@@ -18,13 +18,7 @@ import torch
 from PIL import Image
 
 from casa_eval.models.conversation import PromptFormat
-from casa_eval.models.families._checkpoint import (
-    checkpoint_name,
-    load_pretrained,
-    load_processors,
-    save_checkpoint,
-    token_id,
-)
+from casa_eval.models.families._checkpoint import load_family, save_checkpoint, token_id
 from casa_eval.models.families._tokenizers import gpt2_tokenizer
 from casa_eval.models.families.base import ChatFormat, FamilyModel, FamilySession
 
@@ -85,21 +79,16 @@ class LlavaSession(FamilySession):
     model: LlavaFamily
 
     def _append_image(self, images: list[Image.Image]) -> None:
-        features = self.model.image_features(images)
-        n = features.shape[1]
-        self._forward(features, self._text_positions(n, None), None)  # N more 1-D positions
-        self.image_cache_tokens += n
+        self._insert_image_embeddings(self.model.image_features(images))  # N more 1-D positions
 
 
 LlavaFamily.session_class = LlavaSession
 
 
 def load(path: str | Path, *, device: torch.device, dtype: str | None = None) -> LlavaFamily:
-    from transformers import LlavaForConditionalGeneration
-
-    hf_model = load_pretrained(LlavaForConditionalGeneration, path, device=device, dtype=dtype)
-    tokenizer, image_processor = load_processors(path)
-    return LlavaFamily(hf_model, tokenizer, image_processor, name=checkpoint_name("llava", path))
+    family: LlavaFamily = load_family(LlavaFamily, "LlavaForConditionalGeneration", "llava", path, device=device,
+                                      dtype=dtype)
+    return family
 
 
 def write_tiny(out: Path, *, seed: int = 0) -> Path:

@@ -46,13 +46,7 @@ import torch
 from PIL import Image
 
 from casa_eval.models.conversation import PromptFormat
-from casa_eval.models.families._checkpoint import (
-    checkpoint_name,
-    load_pretrained,
-    load_processors,
-    save_checkpoint,
-    token_id,
-)
+from casa_eval.models.families._checkpoint import load_family, save_checkpoint, token_id
 from casa_eval.models.families._compat import TRANSFORMERS_VERSION, empty_layer, find_submodule, layer_kv, layer_tokens
 from casa_eval.models.families._tokenizers import gpt2_tokenizer
 from casa_eval.models.families.base import AttentionGeometry, FamilyModel, FamilySession, attention_geometry
@@ -220,12 +214,10 @@ def _default_rope(theta: float) -> dict[str, Any]:
 
 def load(path: str | Path, *, device: torch.device, dtype: str | None = None,
          cross_attention_cache: CrossAttentionCache = "append") -> MllamaFamily:
-    from transformers import MllamaForConditionalGeneration
-
-    hf_model = load_pretrained(MllamaForConditionalGeneration, path, device=device, dtype=dtype)
-    tokenizer, image_processor = load_processors(path)
-    name = f"{checkpoint_name('mllama', path)}-{cross_attention_cache}"
-    return MllamaFamily(hf_model, tokenizer, image_processor, name=name, cross_attention_cache=cross_attention_cache)
+    family: MllamaFamily = load_family(MllamaFamily, "MllamaForConditionalGeneration", "mllama", path, device=device,
+                                       dtype=dtype, name_suffix=f"-{cross_attention_cache}",
+                                       cross_attention_cache=cross_attention_cache)
+    return family
 
 
 def write_tiny(out: Path, *, seed: int = 0) -> Path:

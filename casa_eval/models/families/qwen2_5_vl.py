@@ -28,13 +28,7 @@ import torch
 from PIL import Image
 
 from casa_eval.models.conversation import PromptFormat
-from casa_eval.models.families._checkpoint import (
-    checkpoint_name,
-    load_pretrained,
-    load_processors,
-    save_checkpoint,
-    token_id,
-)
+from casa_eval.models.families._checkpoint import load_family, save_checkpoint, token_id
 from casa_eval.models.families._compat import TRANSFORMERS_VERSION, find_submodule
 from casa_eval.models.families._tokenizers import qwen2_vl_tokenizer
 from casa_eval.models.families.base import FamilyModel, FamilySession
@@ -159,11 +153,9 @@ Qwen2_5_VLFamily.session_class = Qwen2_5_VLSession
 
 
 def load(path: str | Path, *, device: torch.device, dtype: str | None = None) -> Qwen2_5_VLFamily:
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    hf_model = load_pretrained(Qwen2_5_VLForConditionalGeneration, path, device=device, dtype=dtype)
-    tokenizer, image_processor = load_processors(path)
-    return Qwen2_5_VLFamily(hf_model, tokenizer, image_processor, name=checkpoint_name("qwen2_5_vl", path))
+    family: Qwen2_5_VLFamily = load_family(Qwen2_5_VLFamily, "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl",
+                                           path, device=device, dtype=dtype)
+    return family
 
 
 def write_tiny(out: Path, *, seed: int = 0) -> Path:

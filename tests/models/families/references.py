@@ -17,8 +17,8 @@ from PIL import Image
 from transformers import DynamicCache
 
 from casa_eval.fusion.session import new_dynamic_cache
-from casa_eval.models.families._compat import TRANSFORMERS_VERSION
 from casa_eval.models.families import FamilyModel
+from casa_eval.models.families._compat import TRANSFORMERS_VERSION
 
 Segment = list[int] | np.ndarray
 
