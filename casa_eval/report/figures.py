@@ -126,11 +126,31 @@ def accuracy_figure(views: list[RunView]) -> str | None:
     return figure_json(_layout(fig, "accuracy (primary metric, ± standard error)", "model", "score"))
 
 
+ACCURACY_AXIS = (-0.05, 1.1)
+
+
+def _spaced_labels(points: list[dict[str, Any]], min_gap: float = 0.08) -> list[bool]:
+    """Which points get a text label: a point within `min_gap` of the axes' spans (x: the data's span; y: the
+    fixed accuracy axis) of an already labelled one goes without (its legend entry and hover name it), so
+    clustered mechanisms do not print over each other."""
+    xs, ys = [p["x"] for p in points], [p["y"] for p in points]
+    x_span, y_span = (max(xs) - min(xs)) or 1.0, ACCURACY_AXIS[1] - ACCURACY_AXIS[0]
+    placed: list[tuple[float, float]] = []
+    labelled = []
+    for x, y in zip(xs, ys, strict=True):
+        free = all(abs(x - px) / x_span > min_gap or abs(y - py) / y_span > min_gap for px, py in placed)
+        if free:
+            placed.append((x, y))
+        labelled.append(free)
+    return labelled
+
+
 def decision_figure(views: list[RunView]) -> str | None:
     """Accuracy (mean primary metric over tasks) against memory at the last profiled turn, one point per
     model: up and to the left is better."""
     fig = go.Figure()
     axis = "memory"
+    points: list[dict[str, Any]] = []
     for run_index, view in enumerate(views):
         eff = view.results.efficiency
         if eff is None or not view.results.accuracy:
@@ -145,15 +165,18 @@ def decision_figure(views: list[RunView]) -> str | None:
             _, median, _, _ = _series(records, source)
             if not scores or median.size == 0:
                 continue
-            label = summary.model if len(views) == 1 else f"{view.label} · {summary.model}"
-            fig.add_trace(go.Scatter(
-                x=[median[-1] / MIB], y=[float(np.mean(scores))], mode="markers+text", name=label,
-                text=[summary.model.removeprefix("zoo-")], textposition="top center",
-                marker={"size": 14, "color": COLORS.get(mechanisms.get(summary.model, ""), "#7f7f7f"),
-                        "symbol": ["circle", "diamond", "square", "triangle-up"][run_index % 4]}))
-    if not fig.data:
+            points.append({
+                "x": median[-1] / MIB, "y": float(np.mean(scores)), "text": summary.model.removeprefix("zoo-"),
+                "name": summary.model if len(views) == 1 else f"{view.label} · {summary.model}",
+                "marker": {"size": 14, "color": COLORS.get(mechanisms.get(summary.model, ""), "#7f7f7f"),
+                           "symbol": ["circle", "diamond", "square", "triangle-up"][run_index % 4]}})
+    if not points:
         return None
-    fig.update_yaxes(range=[-0.05, 1.1])
+    for point, labelled in zip(points, _spaced_labels(points), strict=True):
+        fig.add_trace(go.Scatter(x=[point["x"]], y=[point["y"]], name=point["name"], marker=point["marker"],
+                                 mode="markers+text" if labelled else "markers", text=[point["text"]],
+                                 textposition="top center"))
+    fig.update_yaxes(range=list(ACCURACY_AXIS))
     return figure_json(_layout(fig, "accuracy vs memory at the last turn (up and left is better)",
                                "MiB — " + axis, "mean accuracy over tasks"))
 
