@@ -10,6 +10,7 @@ version from 4.45 to 5.x shares (`_compat.py` finds the submodules where each ve
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -62,7 +63,7 @@ def attention_geometry(text_config: Any, layers: int | None = None) -> Attention
 # -- the model ----------------------------------------------------------------------------------------------------
 
 
-class FamilyModel:
+class FamilyModel(ABC):
     """A real transformers vision-language checkpoint behind the streaming-model protocol.
 
     Attributes every family sets: `name`, `tokenizer`, `image_processor`, `hf_model` (the transformers model,
@@ -98,8 +99,9 @@ class FamilyModel:
 
     # -- what a family defines -----------------------------------------------------------------------------------
 
+    @abstractmethod
     def make_prompt_format(self) -> PromptFormat:
-        raise NotImplementedError
+        """One user turn in the family's chat format."""
 
     def make_preamble(self) -> str:
         return ""
@@ -113,16 +115,19 @@ class FamilyModel:
         return {}
 
     @property
+    @abstractmethod
     def image_tokens_per_image(self) -> int:
-        raise NotImplementedError
+        """Visual tokens one image contributes to the model's input (after a Q-Former, its Q queries)."""
 
     @property
+    @abstractmethod
     def cache_tokens_per_image(self) -> int:
-        raise NotImplementedError
+        """Backbone KV tokens one image adds."""
 
     @property
+    @abstractmethod
     def frame_size(self) -> int:
-        raise NotImplementedError
+        """Side in pixels of the square frames the profiler streams to this model."""
 
     # -- the streaming-model protocol ------------------------------------------------------------------------------
 
@@ -157,7 +162,7 @@ class FamilyModel:
 # -- the session --------------------------------------------------------------------------------------------------
 
 
-class FamilySession:
+class FamilySession(ABC):
     """One conversation with a `FamilyModel` (implements `casa_eval.streaming.StreamingSession`).
 
     The backbone cache is a transformers `DynamicCache`. Text is left-padded per call (`mask` False = padding);
@@ -227,9 +232,9 @@ class FamilySession:
 
     # -- what a family defines -------------------------------------------------------------------------------------
 
+    @abstractmethod
     def _append_image(self, images: list[Image.Image]) -> None:
         """Feed one image per sample into the cache (and bump `image_cache_tokens`)."""
-        raise NotImplementedError
 
     def _decoder_kwargs(self, length: int) -> dict[str, Any]:
         """Extra decoder arguments for a chunk of `length` new tokens (Mllama's cross-attention mask)."""
