@@ -45,8 +45,7 @@ def export_kyutai(model: FusionModel, out: Path) -> Path:
         auto_map={"AutoConfig": "configuration_casa_zoo.CasaZooConfig", "AutoModel": "modeling_casa_zoo.CasaZooModel",
                   "AutoProcessor": "processing_casa_zoo.CasaZooProcessor"})
     exported = CasaZooModel(config)
-    missing = exported.zoo.load_state_dict(model.state_dict(), strict=True)
-    assert not missing.missing_keys and not missing.unexpected_keys
+    exported.zoo.load_state_dict(model.state_dict(), strict=True)  # raises on any missing or extra key
     exported.save_pretrained(out)
     processor = CasaZooProcessor(tokenizer, config.image_size, config.pre_image_tokens, config.post_image_tokens)
     processor.save_pretrained(out)

@@ -104,13 +104,20 @@ class ZooSession:
         self.window_image_tokens = self.window_text_tokens = 0
         self._previous_image = False
 
+    def side_state_tensors(self) -> list[torch.Tensor]:
+        """The tensors of the cross-attention streaming state (CASA's window, CA image K/V), every fusion layer."""
+        return [t for i, s in self.model.fusion_sublayers().items() for t in s.state_tensors(self.states.get(i))]
+
+    def side_state_tokens(self) -> int:
+        """Key/value tokens the streaming state holds per fusion layer."""
+        sublayers = self.model.fusion_sublayers()
+        return max((s.state_tokens(self.states.get(i)) for i, s in sublayers.items()), default=0)
+
     def cache_stats(self) -> CacheStats:
         model = self.model
         spec, b = model.config.backbone, self.batch_size
         dtype_bytes = torch.empty(0, dtype=model.dtype).element_size()
         sublayers = model.fusion_sublayers()
-        side_tensors = [t for i, s in sublayers.items() for t in s.state_tensors(self.states.get(i))]
-        side_tokens = max((s.state_tokens(self.states.get(i)) for i, s in sublayers.items()), default=0)
         expected_tokens = self.text_tokens + self.images_seen * model.mechanism.inserted_tokens(
             model.num_image_tokens)
         expected_side = model.mechanism.side_tokens(self.window_image_tokens, self.window_text_tokens)
@@ -124,8 +131,8 @@ class ZooSession:
             kv_bytes=cache_bytes(self.cache),
             analytic_kv_tokens=expected_tokens,
             analytic_kv_bytes=analytic(spec.num_layers, expected_tokens),
-            side_state_tokens=side_tokens,
-            side_state_bytes=tensor_bytes(side_tensors),
+            side_state_tokens=self.side_state_tokens(),
+            side_state_bytes=tensor_bytes(self.side_state_tensors()),
             analytic_side_state_bytes=analytic(len(sublayers), expected_side),
         )
 

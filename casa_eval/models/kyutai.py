@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
+from casa_eval.fusion.backbone import TORCH_DTYPES as DTYPES
 from casa_eval.fusion.session import new_dynamic_cache
 from casa_eval.models.conversation import PromptFormat
 from casa_eval.streaming.kv import analytic_kv_bytes, cache_bytes, cache_tokens, tensor_bytes
 from casa_eval.streaming.protocol import CacheStats
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SYSTEM_PROMPT = "You are a helpful assistant."
 
 
@@ -221,6 +221,7 @@ class KyutaiSession:
         self.started = True
         return logits[:, -1], [input_ids.shape[1]]
 
+    @torch.inference_mode()
     def add_image(self, images: Sequence[Any] | torch.Tensor) -> None:
         """An image on its own: the pre/post image markers with the image between them."""
         processor = self.model.processor

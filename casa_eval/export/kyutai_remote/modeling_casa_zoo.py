@@ -73,17 +73,11 @@ class CasaZooModel(PreTrainedModel):
 
     def streaming_state_tensors(self) -> list[torch.Tensor]:
         """The tensors of the cross-attention streaming state (for measuring its memory)."""
-        if self._session is None:
-            return []
-        layers = self.zoo.fusion_sublayers()
-        return [t for i, layer in layers.items() for t in layer.state_tensors(self._session.states.get(i))]
+        return [] if self._session is None else self._session.side_state_tensors()
 
     def streaming_state_tokens(self) -> int:
         """Key/value tokens the cross-attention streaming state holds per fusion layer."""
-        if self._session is None:
-            return 0
-        layers = self.zoo.fusion_sublayers()
-        return max((layer.state_tokens(self._session.states.get(i)) for i, layer in layers.items()), default=0)
+        return 0 if self._session is None else self._session.side_state_tokens()
 
     # -- the calls Kyutai's scripts make ---------------------------------------------------------------
 
