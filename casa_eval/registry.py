@@ -144,7 +144,7 @@ def _leading_comment(path: Path) -> str:
     """The first line of the YAML's header comment, without its `name:` prefix."""
     first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "")
     text = first.lstrip("# ").strip()
-    return text.split(": ", 1)[1] if ": " in text and not text.startswith(" ") else text
+    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def available_tasks(extra: Sequence[Path] = ()) -> dict[str, TaskEntry]:
