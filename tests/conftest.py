@@ -73,7 +73,7 @@ def tiny_kyutai(tmp_path_factory: pytest.TempPathFactory, data_cache: Path) -> d
     casa = tmp_path_factory.mktemp("kyutai-casa")
     result = casa_eval("tiny", "kyutai-casa", "--out", str(casa), cache=data_cache)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"--models casa={casa} --trust-remote-code" in result.stdout.replace("\n", "")
+    assert f"--models casa={casa} --trust-remote-code" in result.stdout  # whole, at 80 columns
     insertion = export_zoo_mechanism("insertion", tmp_path_factory.mktemp("kyutai-insertion"))
     return {"casa": casa, "insertion": insertion}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from casa_eval.cli.console import console
+from casa_eval.cli.console import console, say, table
 from casa_eval.errors import UserError
 
 _STYLE = {"pass": "green", "fail": "bold red", "invalid": "yellow"}
@@ -28,23 +28,40 @@ def check(
 
     rules = load_yaml_model(thresholds, Thresholds)
     candidate, base = _load(results, "results"), _load(baseline, "--baseline") if baseline else None
+    say(f"casa-eval check {escape(str(results))}" + (f" against {escape(str(baseline))}" if baseline else ""))
     checks = run_checks(candidate, rules, base)
-    table = Table("check", "subject", "value", "threshold", "verdict", "detail",
-                  title=f"casa-eval check {results}" + (f" against {baseline}" if baseline else ""))
+    rows = table("check", "subject", "value", "threshold", "verdict")
     for c in checks:
-        table.add_row(c.kind, c.subject, c.value, c.threshold, f"[{_STYLE[c.verdict]}]{c.verdict}[/]", c.detail)
-    console.print(table)
+        rows.add_row(c.kind, escape(c.subject), escape(c.value), escape(c.threshold),
+                     f"[{_STYLE[c.verdict]}]{c.verdict}[/]")
+    console.print(rows)
+    for line in detail_lines(checks):
+        say(line)
     if junit is not None:
         write_junit(checks, junit)
     code = exit_code(checks)
     counts = {v: sum(c.verdict == v for c in checks) for v in ("pass", "fail", "invalid")}
     summary = f"{counts['pass']} passed, {counts['fail']} regressed, {counts['invalid']} invalid"
     if code == 0:
-        console.print(f"[green]check passed[/]: {summary}")
+        say(f"[green]check passed[/]: {summary}")
     else:
         reason = "regression" if code == 1 else "invalid input or not comparable"
-        console.print(f"[bold red]check failed ({reason})[/]: {summary}")
+        say(f"[bold red]check failed ({reason})[/]: {summary}")
     raise typer.Exit(code)
+
+
+def detail_lines(checks: list[Any]) -> list[str]:
+    """Why each check that did not pass failed or is invalid, one full line per distinct reason (a reason
+    shared by many checks, such as a baseline from other hardware, is said once with the count)."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for c in checks:
+        if c.verdict != "pass" and c.detail:
+            reasons.setdefault((c.verdict, c.detail), []).append(c.subject)
+    lines = []
+    for (verdict, detail), subjects in reasons.items():
+        which = subjects[0] if len(subjects) == 1 else f"{len(subjects)} checks, e.g. {subjects[0]}"
+        lines.append(f"[{_STYLE[verdict]}]{verdict}[/] ({escape(which)}): {escape(detail)}")
+    return lines
 
 
 def _load(path: Path, what: str) -> Any:

@@ -6,6 +6,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -15,6 +16,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from casa_eval.results.schema import MetricResult
 
@@ -32,7 +34,22 @@ err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    """A line the user must read whole (a path, a reason, the next command): never wrapped or cut, whatever
+    the width, so it can be copied and searched in a CI log. `message` may hold rich markup."""
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A rich table for short values. Cells that do not fit are folded onto more lines, never cut with an
+    ellipsis; anything long (reasons, paths) belongs in a `say` line after the table, not in a cell."""
+    out = Table(title=title)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    return out
 
 
 class ProgressReporter:

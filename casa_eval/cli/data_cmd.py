@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from casa_eval.cli.console import console
+from casa_eval.cli.console import console, say, table
 from casa_eval.errors import UserError
 
 app = typer.Typer(help="Offline dataset snapshots (pull where the hub is reachable, copy, run anywhere).",
@@ -45,22 +45,22 @@ def pull(
     from casa_eval.data.tasks import datasets_of, read_source, write_source
 
     to.mkdir(parents=True, exist_ok=True)
-    table = Table("task", "dataset", "rows", "revision", "snapshot", title=f"snapshots in {to}")
+    rows = table("task", "dataset", "rows", "revision", "snapshot", title=f"snapshots in {to}")
     for name, source in _hub_tasks(split_names(tasks)):
         spec = read_source(source)
         for dataset in datasets_of(spec):
-            console.print(f"pulling {dataset.describe()} for {name} ...")
+            say(escape(f"pulling {dataset.describe()} for {name} ..."))
             try:
                 path = pull_one(dataset, to)
             except Exception as exc:  # hub and datasets raise many error types; one line says which failed
                 raise UserError(f"{name}: could not pull {dataset.describe()}: {str(exc).splitlines()[0]}") from None
             manifest = read_manifest(path)
             revision = manifest.get("resolved_revision")
-            table.add_row(name, dataset.describe(), str(manifest["rows"]), str(revision or "—"), path.name)
+            rows.add_row(name, dataset.describe(), str(manifest["rows"]), str(revision or "—"), path.name)
         if pin and revision and revision != spec.revision:
             write_source(source, spec.model_copy(update={"revision": revision}))
-    console.print(table)
-    console.print(f"offline runs: casa-eval run --data-dir {to} ...  (or export CASA_EVAL_DATA_DIR={to})")
+    console.print(rows)
+    say(escape(f"offline runs: casa-eval run --data-dir {to} ...  (or export CASA_EVAL_DATA_DIR={to})"))
 
 
 @app.command("verify")
@@ -72,12 +72,12 @@ def verify(directory: Annotated[Path, typer.Argument(help="A data directory writ
     snapshots = sorted(p for p in directory.iterdir() if (p / MANIFEST).is_file()) if directory.is_dir() else []
     if not snapshots:
         raise UserError(f"{directory} holds no snapshots")
-    table = Table("snapshot", "rows", "state", title=f"snapshots in {directory}")
+    rows = table("snapshot", "rows", "state", title=f"snapshots in {directory}")
     damaged = 0
     for path in snapshots:
         problems = verify_one(path)
         damaged += bool(problems)
-        table.add_row(path.name, str(read_manifest(path).get("rows")), problems[0] if problems else "ok")
-    console.print(table)
+        rows.add_row(path.name, str(read_manifest(path).get("rows")), problems[0] if problems else "ok")
+    console.print(rows)
     if damaged:
         raise typer.Exit(1)

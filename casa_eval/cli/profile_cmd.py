@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from casa_eval.cli.console import console, make_progress
+from casa_eval.cli.console import console, make_progress, say, table
 from casa_eval.errors import UserError
 
 
@@ -80,7 +80,8 @@ def profile(
     results.finished_utc = datetime.now(UTC)
     results.save(out)
     print_profile_summary(results.efficiency)
-    console.print(f"results: [bold]{out / 'results.json'}[/]  per-turn records: [bold]{out / 'turns.csv'}[/]")
+    say(f"results: [bold]{escape(str(out / 'results.json'))}[/]  per-turn records: "
+        f"[bold]{escape(str(out / 'turns.csv'))}[/]")
 
 
 class ProfileProgress:
@@ -113,7 +114,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def print_profile_summary(section: Any) -> None:
     sequential = section.schedule == "sequential"
-    table = Table("model", "turns", "TTFT ms\nfirst→last", "decode ms/tok\nfirst→last", "turn ms\nfirst→last",
+    rows = table("model", "turns", "TTFT ms\nfirst→last", "decode ms/tok\nfirst→last", "turn ms\nfirst→last",
                   "× text-only\nfirst→last", "slope\nms/turn [95% CI]", "KV tokens\nlast",
                   "peak MiB" if sequential else "state KiB\nlast", "KV ==\nanalytic",
                   title=f"streaming profile {section.profile} on {section.device}, {section.schedule} "
@@ -126,7 +127,7 @@ def print_profile_summary(section: Any) -> None:
             memory = _fmt(None if m.peak_memory_bytes is None else m.peak_memory_bytes / 2**20, 0)
         else:  # process memory is shared by the interleaved models: show each model's own state instead
             memory = _fmt((m.last.get("kv_bytes", 0) + m.last.get("side_state_bytes", 0)) / 2**10, 0)
-        table.add_row(
+        rows.add_row(
             m.model, turns,
             f"{_fmt(m.first.get('ttft_ms'))}→{_fmt(m.last.get('ttft_ms'))}",
             f"{_fmt(m.first.get('decode_ms_per_token'), 2)}→{_fmt(m.last.get('decode_ms_per_token'), 2)}",
@@ -134,10 +135,10 @@ def print_profile_summary(section: Any) -> None:
             f"{_fmt(m.ratio_to_floor_first, 2)}→{_fmt(m.ratio_to_floor_last, 2)}", slope_text,
             f"{m.last.get('kv_tokens', 0):,.0f}", memory,
             "yes" if m.kv_bytes_match_analytic else "[red]NO[/]")
-    console.print(table)
+    console.print(rows)
     if section.crossovers:
         baseline = section.crossovers[0].baseline
-        cross = Table("model", "turn time", "decode ms/token",
+        cross = table("model", "turn time", "decode ms/token",
                       title=f"cheaper than {baseline} from turn (measured; fitted lines cross at)")
         for model in dict.fromkeys(c.model for c in section.crossovers):
             cells = {c.metric: c for c in section.crossovers if c.model == model}

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from casa_eval.cli.console import console
+from casa_eval.cli.console import say
 from casa_eval.errors import UserError
 
 
@@ -29,4 +30,4 @@ def report(
         build_report(runs, target)
     except OSError as exc:
         raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
-    console.print(f"report: [bold]{target}[/]")
+    say(f"report: [bold]{escape(str(target))}[/]")

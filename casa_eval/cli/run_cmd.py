@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from casa_eval.cli.console import ProgressReporter, console, error, make_progress
+from casa_eval.cli.console import ProgressReporter, console, error, make_progress, say, table
 from casa_eval.errors import UserError
 
 
@@ -112,7 +112,8 @@ def run(
         from casa_eval.cli.profile_cmd import print_profile_summary
 
         print_profile_summary(results.efficiency)
-    console.print(f"results: [bold]{out / 'results.json'}[/]" + (f"  report: [bold]{report}[/]" if report else ""))
+    say(f"results: [bold]{escape(str(out / 'results.json'))}[/]"
+        + (f"  report: [bold]{escape(str(report))}[/]" if report else ""))
 
 
 def _write_report(results: Any, out: Path) -> Path | None:
@@ -176,7 +177,7 @@ def _link_latest(out: Path, default_location: bool) -> None:
 
 def _print_summary(results: Any) -> None:
     tasks = list(dict.fromkeys(r.task for r in results.accuracy))
-    table = Table("model", *tasks, title="accuracy (mean ± standard error)")
+    rows = table("model", *tasks, title="accuracy (mean ± standard error)")
     models = list(dict.fromkeys(r.model for r in results.accuracy))
     for model in models:
         cells = []
@@ -188,5 +189,5 @@ def _print_summary(results: Any) -> None:
             else:
                 se = f" ± {primary.stderr:.3f}" if primary.stderr is not None else ""
                 cells.append(f"{primary.metric} {primary.value:.3f}{se} (n={primary.n})")
-        table.add_row(model, *cells)
-    console.print(table)
+        rows.add_row(model, *cells)
+    console.print(rows)

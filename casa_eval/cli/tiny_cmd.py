@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from casa_eval.cli.console import console
+from casa_eval.cli.console import say
 from casa_eval.errors import unknown_name
 
 KYUTAI_EXPORTS = {"kyutai-casa": "casa", "kyutai-casa-shared": "casa_shared", "kyutai-insertion": "insertion"}
@@ -39,4 +40,4 @@ def tiny(
     else:
         raise unknown_name("family", family, [*FAMILIES, *KYUTAI_EXPORTS])
     flag = " --trust-remote-code" if family in KYUTAI_EXPORTS else ""
-    console.print(f"wrote {out}; use it as: casa-eval run --models {STANDS_FOR[family]}={out}{flag} ...")
+    say(escape(f"wrote {out}; use it as: casa-eval run --models {STANDS_FOR[family]}={out}{flag} ..."))

@@ -74,18 +74,23 @@ def test_malformed_thresholds_exit_2(default_run: Path, tmp_path: Path, data_cac
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_baseline_from_other_hardware_is_not_comparable(default_run: Path, tmp_path: Path,
-                                                        data_cache: Path) -> None:
+@pytest.mark.parametrize("columns", [80, 250])
+def test_baseline_from_other_hardware_is_not_comparable(default_run: Path, tmp_path: Path, data_cache: Path,
+                                                        columns: int) -> None:
+    """The reason is printed whole on one line, whatever the width, naming both machines."""
     other = tmp_path / "other-machine"
     shutil.copytree(default_run, other)
     data = json.loads((other / "results.json").read_text())
     data["environment"]["fingerprint"] = "0000000000000000"
     data["environment"]["cpu"] = "Some Other CPU"
     (other / "results.json").write_text(json.dumps(data))
+    ours = json.loads((default_run / "results.json").read_text())["environment"]["cpu"]
     result = casa_eval("check", str(default_run), "--baseline", str(other), "--thresholds",
-                       str(_thresholds(tmp_path)), cache=data_cache)
+                       str(_thresholds(tmp_path)), cache=data_cache, columns=columns)
     assert result.returncode == 2
-    assert "not comparable" in result.stdout and "Some Other CPU" in result.stdout
+    reasons = [line for line in result.stdout.splitlines() if "not comparable: different hardware" in line]
+    assert len(reasons) == 1, result.stdout
+    assert f"({ours}, cpu vs Some Other CPU, cpu)" in reasons[0]
 
 
 def test_paired_accuracy_drop_is_judged_against_noise(default_run: Path, tmp_path: Path) -> None:
