@@ -13,21 +13,28 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli_env(cache: Path) -> dict[str, str]:
+def cli_env(cache: Path, columns: int = 80) -> dict[str, str]:
+    """The environment of a CLI run in a test: offline, a private cache, no terminal, `columns` wide (80, the
+    narrowest a user has, unless a test asks otherwise)."""
     env = dict(os.environ)
     env.update(CASA_EVAL_CACHE=str(cache), CASA_EVAL_DATA_CACHE=str(cache / "synthetic"), HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", HF_HOME=str(cache / "hf-home"), COLUMNS="200")
+               HF_DATASETS_OFFLINE="1", HF_HOME=str(cache / "hf-home"), COLUMNS=str(columns))
     return env
 
 
-def casa_eval(*args: str, cache: Path, cwd: Path | None = None, timeout: int = 600,
+def casa_eval(*args: str, cache: Path, cwd: Path | None = None, timeout: int = 600, columns: int = 80,
               ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "casa_eval", *args], capture_output=True, text=True,
-                          env=cli_env(cache), cwd=cwd or REPO, timeout=timeout)
+                          env=cli_env(cache, columns), cwd=cwd or REPO, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def write_toy_task(directory: Path, docs: int = 12, name: str = "toy_vqa") -> Path:
-    """A tiny local lmms-eval task (JSON lines + PNGs) for fast pipeline tests."""
+def write_toy_task(directory: Path, docs: int = 12, name: str = "toy_vqa",
+                   pause: tuple[Path, int, Path] | None = None) -> Path:
+    """A tiny local lmms-eval task (JSON lines + PNGs) for fast pipeline tests.
+
+    `pause = (journal, lines, ready)`: the first time `journal` holds `lines` lines, the task's image hook
+    creates the file `ready` and blocks until the process is interrupted, so a test interrupts a run at a point
+    it chose (not at a moment a timer guessed). Once `ready` exists the hook never blocks again."""
     folder = directory / name
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -37,7 +44,16 @@ def write_toy_task(directory: Path, docs: int = 12, name: str = "toy_vqa") -> Pa
         image.save(folder / f"img{i}.png")
         rows.append({"question": "What is written?", "answers": [f"N{i}"], "image_path": str(folder / f"img{i}.png")})
     (folder / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "utils.py").write_text("from PIL import Image\n\n\ndef doc_to_visual(doc):\n"
+    hook = ""
+    if pause is not None:
+        journal, lines, ready = pause
+        hook = (f"    journal, ready = Path({str(journal)!r}), Path({str(ready)!r})\n"
+                "    if not ready.exists() and journal.exists() and \\\n"
+                f"            len(journal.read_text().splitlines()) >= {lines}:\n"
+                "        ready.touch()\n"
+                "        threading.Event().wait()  # until SIGINT\n")
+    (folder / "utils.py").write_text("import threading\nfrom pathlib import Path\n\nfrom PIL import Image\n\n\n"
+                                     f"def doc_to_visual(doc):\n{hook}"
                                      "    return [Image.open(doc['image_path']).convert('RGB')]\n")
     (folder / f"{name}.yaml").write_text(f"""# toy task for tests
 task: {name}

@@ -1,4 +1,8 @@
-"""Killing a run mid-way and re-running with --resume leaves every sample present exactly once."""
+"""Interrupting a run mid-way and re-running with --resume leaves every sample present exactly once.
+
+The run is interrupted at a point the test chooses: the toy task's image hook blocks once the journal holds the
+first model's predictions and a few of the second's, and the test sends SIGINT only then — so the run cannot
+finish first on a fast machine, nor be interrupted too early on a slow one."""
 
 from __future__ import annotations
 
@@ -20,27 +24,26 @@ def _samples(run: Path, model: str) -> list[dict]:
 
 
 def test_interrupted_run_resumes_to_exactly_once(tmp_path: Path, data_cache: Path) -> None:
-    tasks = write_toy_task(tmp_path / "tasks", docs=DOCS)
     run = tmp_path / "run"
+    journal, ready = run / "predictions.jsonl", tmp_path / "paused"
+    tasks = write_toy_task(tmp_path / "tasks", docs=DOCS, pause=(journal, DOCS + 3, ready))  # into the 2nd model
     args = ["run", "--models", "zoo-text-only,zoo-casa", "--tasks", "toy_vqa", "--include-path", str(tasks),
             "--batch-size", "1", "--limit", str(DOCS), "--profile", "none", "-o", str(run)]
     proc = subprocess.Popen([sys.executable, "-m", "casa_eval", *args], cwd=REPO, env=cli_env(data_cache),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    journal = run / "predictions.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= DOCS + 3:  # into the second model
-            break
+    while not ready.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]  # it ended before reaching the pause
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "casa-eval run --resume" in stderr and "Traceback" not in stderr
+    assert f"Continue with: casa-eval run --resume --output-dir {run}" in stderr and "Traceback" not in stderr
     interrupted = load_results(run)
     assert interrupted.status.state == "interrupted"
     assert "zoo-text-only|toy_vqa" in interrupted.status.finished
     assert "zoo-casa|toy_vqa" not in interrupted.status.finished
     journaled = len(journal.read_text().splitlines())
+    assert journaled == DOCS + 3  # the predictions finished before the interruption, all of them kept
 
     resumed = casa_eval("run", "--resume", "-o", str(run), cache=data_cache)
     assert resumed.returncode == 0, resumed.stderr
@@ -52,4 +55,3 @@ def test_interrupted_run_resumes_to_exactly_once(tmp_path: Path, data_cache: Pat
     # predictions finished before the interruption were reused, not recomputed
     keys = [json.loads(line)["key"] for line in journal.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 2 * DOCS
-    assert journaled > DOCS
