@@ -20,7 +20,9 @@ from casa_eval.fusion._config import (
 )
 
 if TYPE_CHECKING:
+    from casa_eval.fusion._mechanism import Mechanism
     from casa_eval.fusion.checkpoint import load_checkpoint, save_checkpoint
+    from casa_eval.fusion.layers import FusionSublayer
     from casa_eval.fusion.model import MECHANISM_CLASSES, FusionModel, FusionOutput
     from casa_eval.fusion.segments import ImageSegment, Segment, TextSegment, pad_left
     from casa_eval.fusion.session import ZooSession
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 # The configs are plain pydantic; everything else imports torch and transformers (seconds), so it is loaded
 # on first use — reading or validating a config (e.g. `casa-eval run` checking its arguments) stays fast.
 _LAZY = {
+    "Mechanism": "_mechanism", "FusionSublayer": "layers",
     "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint", "MECHANISM_CLASSES": "model",
     "FusionModel": "model", "FusionOutput": "model", "ImageSegment": "segments", "Segment": "segments",
     "TextSegment": "segments", "pad_left": "segments", "ZooSession": "session", "zoo_tokenizer": "tokenizer",
@@ -52,7 +55,9 @@ __all__ = [
     "FusionConfig",
     "FusionModel",
     "FusionOutput",
+    "FusionSublayer",
     "ImageSegment",
+    "Mechanism",
     "MechanismName",
     "Segment",
     "TextSegment",

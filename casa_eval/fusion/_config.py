@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MechanismName = Literal[
     "insertion",
@@ -79,6 +79,9 @@ class VisionConfig(_Strict):
     patch_size: int = Field(8, gt=0)
     image_size: int = Field(64, gt=0)
     merge: int = Field(1, gt=0)
+    # How patch positions start: SigLIP's random embedding, or a fixed 2-D sine-cosine pattern (MAE-style;
+    # still trained) that tells patches apart by row and column from step 0 — the lab's choice.
+    position_init: Literal["random", "sincos"] = "random"
 
     @model_validator(mode="after")
     def _grid_fits(self) -> VisionConfig:
@@ -107,10 +110,21 @@ class VisionConfig(_Strict):
         return cls(image_size=side * patch * merge, patch_size=patch, merge=merge, **kwargs)
 
 
+class PromptConfig(_Strict):
+    """How a user turn is framed: `user_prefix`, then the images and the user's text, then `assistant_prefix`;
+    `turn_end` closes the model's answer. The default is a ChatML template; the lab models are trained on a
+    bare completion format (empty prefixes), where the question's last token sits right before the answer."""
+
+    user_prefix: str = "<|im_start|>user\n"
+    assistant_prefix: str = "<|im_end|>\n<|im_start|>assistant\n"
+    turn_end: str = "<|im_end|>\n"
+    answer_prefix: str = Field("", description="what a trained answer starts with (the lab's: a space)")
+
+
 class FusionConfig(_Strict):
     """Everything needed to build a zoo model with random weights (and to rebuild it from a checkpoint)."""
 
-    mechanism: MechanismName = "casa"
+    mechanism: str = "casa"
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
     # Backbone layer indices that get a fusion sublayer (CA family, CASA). None = every second layer from 0.
@@ -123,6 +137,17 @@ class FusionConfig(_Strict):
     attention_backend: AttentionBackend = "auto"
     dtype: DType = "float32"
     seed: int = 0
+    # The tokenizer a model built from this config gets (a checkpoint carries its own): GPT-2's BPE or the
+    # lab's 512-id byte-level BPE.
+    tokenizer: Literal["gpt2", "lab"] = "gpt2"
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+
+    @field_validator("mechanism")
+    @classmethod
+    def _known_mechanism(cls, value: str) -> str:
+        from casa_eval.fusion.mechanisms import check_mechanism_name
+
+        return check_mechanism_name(value)
 
     @model_validator(mode="after")
     def _resolve_layers(self) -> FusionConfig:

@@ -32,11 +32,12 @@ from casa_eval.fusion.cross_attention import CrossAttention
 from casa_eval.fusion.gated_cross_attention import GatedCrossAttention
 from casa_eval.fusion.insertion import Insertion
 from casa_eval.fusion.layers import FusedDecoderLayer, FusionRuntime, FusionSublayer, ParallelBatch, RopeTable
+from casa_eval.fusion.mechanisms import mechanism_class, short_name
 from casa_eval.fusion.qformer import QFormer
 from casa_eval.fusion.register_cross_attention import RegisterCrossAttention
 from casa_eval.fusion.segments import ImageSegment, Segment, TextSegment, batch_size_of
 from casa_eval.fusion.text_only import TextOnly
-from casa_eval.fusion.tokenizer import zoo_tokenizer
+from casa_eval.fusion.tokenizer import lab_tokenizer, zoo_tokenizer
 from casa_eval.fusion.vision import ImageLike, VisionTower, preprocess_images
 from casa_eval.fusion.window_attention import WindowLayout, resolve_backend
 
@@ -60,7 +61,9 @@ class FusionModel(nn.Module):
     def __init__(self, config: FusionConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
         super().__init__()
         self.config = config
-        self.tokenizer = tokenizer if tokenizer is not None else zoo_tokenizer()
+        if tokenizer is None:
+            tokenizer = lab_tokenizer() if config.tokenizer == "lab" else zoo_tokenizer()
+        self.tokenizer = tokenizer
         if len(self.tokenizer) > config.backbone.vocab_size:
             raise ValueError(f"tokenizer has {len(self.tokenizer)} ids but vocab_size is "
                              f"{config.backbone.vocab_size}")
@@ -72,7 +75,7 @@ class FusionModel(nn.Module):
                                            eos_token_id=self.tokenizer.eos_token_id,
                                            attn_implementation=backend_hf)
             self.vision = VisionTower(config.vision, config.backbone.hidden_size)
-            self.mechanism = MECHANISM_CLASSES[config.mechanism](config)
+            self.mechanism = mechanism_class(config.mechanism)(config)
             self.runtime = FusionRuntime()
             layers = decoder_layers(self.backbone)
             self.fusion_indices: tuple[int, ...] = ()
@@ -88,7 +91,7 @@ class FusionModel(nn.Module):
 
     @property
     def name(self) -> str:
-        return "zoo-" + self.config.mechanism.replace("_", "-")
+        return "zoo-" + short_name(self.config.mechanism)
 
     @property
     def device(self) -> torch.device:

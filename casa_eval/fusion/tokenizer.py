@@ -65,3 +65,54 @@ def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
     tok = AutoTokenizer.from_pretrained(directory)
     tok.padding_side = "left"
     return tok
+
+
+# ---------------------------------------------------------------------------------------------- the lab's
+
+LAB_TOKENIZER_FILE = "lab_tokenizer.json"
+LAB_VOCAB_SIZE = 512
+# Words and numbers stay whole while BPE merges ("B3", " colour"), runs of other symbols form their own
+# pieces, and every byte is in the alphabet, so any text encodes (a user's own data included).
+_LAB_SPLIT = r" ?[A-Za-z0-9]+| ?[^\sA-Za-z0-9]+|\s+"
+
+
+def build_lab_tokenizer(corpus: list[str]) -> PreTrainedTokenizerBase:
+    """A byte-level BPE of `LAB_VOCAB_SIZE` ids (the zoo's special tokens included) trained on `corpus`.
+
+    The lab models use it instead of GPT-2's 50k BPE so that an embedding table costs 512 rows, not 50,304:
+    eight trained checkpoints then fit in a few megabytes each (docs/lab.md).
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_LAB_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=LAB_VOCAB_SIZE, special_tokens=[EOS, *SPECIAL_TOKENS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return _wrap_lab(tok)
+
+
+def _wrap_lab(tok: object) -> PreTrainedTokenizerBase:
+    fast = transformers.PreTrainedTokenizerFast(  # type: ignore[attr-defined]  # lazy attribute
+        tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=PAD,
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]))
+    fast.padding_side = "left"
+    return fast
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_lab_tokenizer() -> PreTrainedTokenizerBase:
+    from tokenizers import Tokenizer
+
+    data = importlib.resources.files("casa_eval.fusion") / LAB_TOKENIZER_FILE
+    return _wrap_lab(Tokenizer.from_str(data.read_text()))
+
+
+def lab_tokenizer() -> PreTrainedTokenizerBase:
+    """The lab's byte-level BPE (512 ids, shipped as `casa_eval/fusion/lab_tokenizer.json`; rebuilt by
+    `casa_eval.training.lab_tokenizer_corpus`). A shared instance: callers must not add tokens to it."""
+    return _cached_lab_tokenizer()

@@ -58,6 +58,18 @@ class PatchMergeProjector(nn.Module):
         return self.fc2(nn.functional.gelu(self.fc1(patches)))
 
 
+def sincos_positions(side: int, dim: int, base: float = 100.0) -> torch.Tensor:
+    """[side*side, dim] 2-D sine-cosine position codes, row-major: a quarter of the channels each for
+    sin(row), cos(row), sin(column), cos(column) at geometric frequencies (dim must be a multiple of 4)."""
+    if dim % 4:
+        raise ValueError(f"sincos positions need a width divisible by 4, got {dim}")
+    quarter = dim // 4
+    freq = base ** (-torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    r, c = rows.reshape(-1, 1) * freq, cols.reshape(-1, 1) * freq
+    return torch.cat([r.sin(), r.cos(), c.sin(), c.cos()], 1).float()
+
+
 class VisionTower(nn.Module):
     """Pixels [B, 3, S, S] -> visual tokens [B, N, d_model]."""
 
@@ -75,6 +87,11 @@ class VisionTower(nn.Module):
         )
         config._attn_implementation = attn_implementation
         self.encoder = SiglipVisionModel(config)
+        if spec.position_init == "sincos":
+            embedding = self.encoder.embeddings.position_embedding.weight
+            side = spec.image_size // spec.patch_size
+            with torch.no_grad():
+                embedding.copy_(sincos_positions(side, embedding.shape[1]))
         self.projector = PatchMergeProjector(spec.hidden_size, model_dim, spec.merge)
 
     @property

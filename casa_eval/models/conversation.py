@@ -1,7 +1,9 @@
 """How a streaming model turns (images, text) into a conversation, and how requests are batched.
 
 A `PromptFormat` is the model's chat template split around the images: the adapter appends
-`before_images`, then the images, then `after_images(text)`, then decodes.
+`before_images`, then the images, then `after_images(text)`, then decodes. A text holding one `<image>` per
+image interleaves them instead (`prefix + part0, image 1, part1, image 2, ..., partN + assistant prefix`), as
+lmms-eval's multi-image tasks write it; the lab's recall task labels each image this way.
 """
 
 from __future__ import annotations
@@ -23,12 +25,24 @@ class PromptFormat:
     user_prefix: str = "<|im_start|>user\n"
     assistant_prefix: str = "<|im_end|>\n<|im_start|>assistant\n"
     turn_end: str = "<|im_end|>\n"
+    answer_prefix: str = ""
 
     def before_images(self) -> str:
         return self.user_prefix
 
     def after_images(self, text: str) -> str:
         return text + self.assistant_prefix
+
+    def parts(self, text: str, images: int) -> list[str]:
+        """The `images + 1` texts around the images of one user turn (first and last carry the template)."""
+        pieces = text.split(IMAGE_PLACEHOLDER)
+        if images and len(pieces) == images + 1:
+            middle = pieces[1:-1]
+            return [self.before_images() + pieces[0], *middle, self.after_images(pieces[-1])]
+        return [self.before_images(), *([""] * max(images - 1, 0)), self.after_images(text)]
+
+
+IMAGE_PLACEHOLDER = "<image>"
 
 
 def prefill_turn(session: StreamingSession, tokenizer: Any, fmt: PromptFormat, images: Sequence[Sequence[Any]],
@@ -47,19 +61,18 @@ def prefill_turn(session: StreamingSession, tokenizer: Any, fmt: PromptFormat, i
     counts = {len(x) for x in images}
     if len(counts) != 1:
         raise ValueError("every sample of a batch must have the same number of images")
-    pad = tokenizer.pad_token_id
-    fed = [0] * len(texts)
-    prefix = tokenizer(fmt.before_images(), add_special_tokens=False).input_ids
+    n_images = counts.pop()
     carried = list(previous_tokens) if previous_tokens is not None else [[] for _ in texts]
-    before = [list(p) + prefix for p in carried]
-    after = [tokenizer(fmt.after_images(t), add_special_tokens=False).input_ids for t in texts]
-    if any(before):
-        seg = pad_left(before, pad)
-        session.add_text(seg.ids, seg.mask)
-    for k in range(counts.pop()):
-        session.add_image([imgs[k] for imgs in images])
-    seg = pad_left(after, pad)
-    logits = session.add_text(seg.ids, seg.mask)
-    for i in range(len(texts)):
-        fed[i] = len(before[i]) + len(after[i])
-    return logits, fed
+    parts = [[tokenizer(p, add_special_tokens=False).input_ids for p in fmt.parts(t, n_images)] for t in texts]
+    for sample, carry in zip(parts, carried, strict=True):
+        sample[0] = list(carry) + sample[0]
+    logits = None
+    for k in range(n_images + 1):
+        pieces = [sample[k] for sample in parts]
+        if k == n_images or any(pieces):  # the last piece always runs: its logits start the answer
+            seg = pad_left(pieces, tokenizer.pad_token_id)
+            logits = session.add_text(seg.ids, seg.mask)
+        if k < n_images:
+            session.add_image([imgs[k] for imgs in images])
+    assert logits is not None
+    return logits, [sum(len(p) for p in sample) for sample in parts]
