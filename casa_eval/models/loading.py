@@ -68,10 +68,11 @@ def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str
             raise UserError(f"checkpoint {path} holds a {model.config.mechanism} model, not {entry.mechanism}")
         weights = hashlib.sha256((path / WEIGHTS_FILE).read_bytes()).hexdigest()
         source = str(path.resolve())
+        training = _training_record(path)
     else:
         model = FusionModel(zoo_config(entry, zoo, seed=seed, dtype=dtype, attention_backend=attention_backend))
         model.to(target)
-        weights, source = "random", "zoo (random weights)"
+        weights, source, training = "random", "zoo (random weights)", None
     config_json = model.config.model_dump_json()
     fingerprint = hashlib.sha256(f"{entry.name}|{config_json}|{weights}".encode()).hexdigest()[:16]
     record = {
@@ -88,9 +89,21 @@ def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str
         "kv_bytes_per_token": _kv_bytes_per_token(model),
         "cache_tokens_per_image": model.mechanism.inserted_tokens(model.num_image_tokens),
         "config": json.loads(config_json),
+        "training": training,
     }
-    return LoadedModel(entry=entry, model=model, prompt_format=PromptFormat(), fingerprint=fingerprint,
+    return LoadedModel(entry=entry, model=model, prompt_format=PromptFormat(**model.config.prompt.model_dump()),
+                       fingerprint=fingerprint,
                        record=record, weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()))
+
+
+def _training_record(directory: Path) -> dict[str, Any] | None:
+    """The checkpoint's training record without what the model record already holds (its config)."""
+    path = directory / "training_record.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    record.pop("config", None)
+    return dict(record)
 
 
 def _load_real(entry: ModelEntry, path: str | None, *, device: torch.device, dtype: str | None,

@@ -15,12 +15,19 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from casa_eval.report.figures import accuracy_figure, decision_figure, efficiency_figures
+from casa_eval.report.figures import (
+    accuracy_figure,
+    decision_figure,
+    difficulty_figure,
+    efficiency_figures,
+    training_figure,
+)
 from casa_eval.report.published import published_scores
 from casa_eval.report.views import (
     RunView,
     ThumbnailStore,
     accuracy_table,
+    lab_table,
     load_runs,
     random_weight_models,
     sample_rows,
@@ -73,6 +80,9 @@ def build_report(runs: list[Path], out: Path) -> Path:
     decision = decision_figure(views)
     if decision:
         figures.append(("fig-decision", script_json(decision)))
+    difficulty, training = difficulty_figure(views), training_figure(views)
+    figures += [(name, script_json(j)) for name, j in (("fig-difficulty", difficulty), ("fig-training", training))
+                if j is not None]
     efficiency = [(f"fig-eff-{i}", script_json(j)) for i, (_, j) in enumerate(efficiency_figures(views))]
     figures += efficiency
     samples = sample_rows(views, thumbnails)
@@ -91,6 +101,8 @@ def build_report(runs: list[Path], out: Path) -> Path:
         published=published, published_rows=_group_published(published),
         published_source="; ".join(sorted({p.source for p in published})),
         accuracy_figure=accuracy is not None, decision_figure=decision is not None,
+        lab_views=[lab_table(v) for v in views if v.results.lab is not None],
+        difficulty_figure=difficulty is not None, training_figure=training is not None,
         efficiency_tables=[_efficiency_view(v) for v in views if v.results.efficiency is not None],
         efficiency_figures=efficiency, figures=figures,
         samples=samples, sample_models=sorted({s.model for s in samples}),

@@ -184,3 +184,60 @@ def decision_figure(views: list[RunView]) -> str | None:
 def _rgba(hex_color: str, alpha: float) -> str:
     r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def training_figure(views: list[RunView], window: int = 50) -> str | None:
+    """Training loss against step, a line per trained model (a moving average over `window` steps: every step
+    trains on one lab task, so the raw curve jumps between tasks)."""
+    fig = go.Figure()
+    for run_index, view in enumerate(views):
+        for record in view.results.config.models:
+            loss = (record.training or {}).get("loss")
+            if not loss:
+                continue
+            values = np.asarray(loss, dtype=float)
+            width = min(window, len(values))
+            smooth = np.convolve(values, np.ones(width) / width, mode="valid")
+            steps = np.arange(width, len(values) + 1)
+            name = record.name if len(views) == 1 else f"{view.label} · {record.name}"
+            seed = record.training.get("seed", 0) if record.training else 0
+            fig.add_trace(go.Scatter(x=steps, y=smooth, mode="lines", name=name, legendgroup=record.mechanism,
+                                     line={"color": COLORS.get(record.mechanism, "#7f7f7f"), "width": 1.5,
+                                           "dash": DASHES[(seed + run_index) % len(DASHES)]}))
+    if not fig.data:
+        return None
+    fig.update_yaxes(type="log")
+    return figure_json(_layout(fig, f"training loss (moving average over {window} steps)", "step",
+                               "cross-entropy on answer tokens"))
+
+
+def difficulty_figure(views: list[RunView]) -> str | None:
+    """Fine-grained accuracy against glyph size (difficulty 1..4), a line per mechanism with its 95 % interval,
+    and the chance level."""
+    from casa_eval.data.lab.tasks import CHANCE, GLYPH_PX
+
+    fig = go.Figure()
+    for run_index, view in enumerate(views):
+        lab = view.results.lab
+        if lab is None:
+            continue
+        for model in dict.fromkeys(c.model for c in lab.cells):
+            cells = sorted((c for c in lab.cells if c.model == model and c.difficulty is not None),
+                           key=lambda c: c.difficulty or 0)
+            if not cells:
+                continue
+            low = [c.seed_ci_low if c.seed_ci_low is not None else c.item_ci_low for c in cells]
+            high = [c.seed_ci_high if c.seed_ci_high is not None else c.item_ci_high for c in cells]
+            fig.add_trace(go.Scatter(
+                x=[f"{GLYPH_PX[c.difficulty or 1]} px" for c in cells], y=[c.accuracy for c in cells],
+                mode="lines+markers", name=model if len(views) == 1 else f"{view.label} · {model}",
+                line={"color": COLORS.get(cells[0].mechanism, "#7f7f7f"), "dash": DASHES[run_index % len(DASHES)]},
+                error_y={"type": "data", "symmetric": False,
+                         "array": [h - c.accuracy for h, c in zip(high, cells, strict=True)],
+                         "arrayminus": [c.accuracy - lo for lo, c in zip(low, cells, strict=True)]}))
+    if not fig.data:
+        return None
+    fig.add_hline(y=CHANCE, line={"dash": "dot", "color": "#888888"}, annotation_text="chance")
+    fig.update_yaxes(range=list(ACCURACY_AXIS))
+    return figure_json(_layout(fig, "fine-grained accuracy vs glyph size (harder to the right)", "glyph side",
+                               "accuracy (95 % interval)"))

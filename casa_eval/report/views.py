@@ -126,6 +126,42 @@ def _gap_closed(models: list[str], mechanisms: dict[str, str], tasks: list[str],
     return out
 
 
+def lab_table(view: RunView) -> dict[str, Any]:
+    """The lab section of one run, laid out for the template: mechanisms x lab tasks."""
+    from casa_eval.data.lab.tasks import LAB_TASKS
+
+    lab = view.results.lab
+    assert lab is not None
+    tasks = list(dict.fromkeys(c.task for c in lab.cells))
+    cells = {(c.model, c.task): c for c in lab.cells}
+    diffs = {(d.model, d.task): d for d in lab.comparisons}
+    records = {m.name: m for m in view.results.config.models}
+    rows = []
+    for model in dict.fromkeys(c.model for c in lab.cells):
+        row_cells: list[dict[str, Any] | None] = []
+        mechanism = "?"
+        for task in tasks:
+            c = cells.get((model, task))
+            if c is None:
+                row_cells.append(None)
+                continue
+            mechanism = c.mechanism
+            d = diffs.get((model, task))
+            low, high = (c.seed_ci_low, c.seed_ci_high) if c.seed_ci_low is not None else (c.item_ci_low,
+                                                                                          c.item_ci_high)
+            row_cells.append({"accuracy": c.accuracy, "low": low, "high": high,
+                              "diff": None if d is None else d.difference,
+                              "diff_low": None if d is None else d.ci_low,
+                              "diff_high": None if d is None else d.ci_high})
+        training = (records[model].training or {}) if model in records else {}
+        rows.append({"model": model, "mechanism": mechanism, "cells": row_cells,
+                     "trained": f"{training['trained_parameters']:,}" if training else "—",
+                     "seconds": f"{training['wall_seconds']:.0f}" if training else "—"})
+    return {"run": view.label, "tasks": tasks, "rows": rows, "gaps": lab.gap_closed,
+            "seeds": max(len(c.seeds) for c in lab.cells), "chance": lab.cells[0].chance,
+            "isolates": {t: LAB_TASKS[t].isolates for t in tasks}}
+
+
 # ---------------------------------------------------------------------------------------------- samples
 
 

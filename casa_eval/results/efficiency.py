@@ -29,6 +29,8 @@ class ModelRecord(_Record):
     kv_bytes_per_token: int | None = Field(None, description="backbone KV-cache bytes per cached token")
     cache_tokens_per_image: int | None = Field(None, description="backbone cache tokens one image adds")
     config: dict[str, Any]
+    training: dict[str, Any] | None = Field(None, description="the checkpoint's training record (casa-eval train: "
+                                            "loss per step, seed, steps, wall time, parameter counts), if any")
 
 
 class TurnRecord(_Record):

@@ -16,8 +16,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from casa_eval.results.efficiency import EfficiencySection, ModelRecord
+from casa_eval.results.lab import LabSection
 
-SCHEMA_VERSION = "1.1"  # 1.1: ModelRecord.kv_bytes_per_token, cache_tokens_per_image
+SCHEMA_VERSION = "1.2"  # 1.1: ModelRecord.kv_bytes_per_token, cache_tokens_per_image; 1.2: ModelRecord.training,
+# RunResults.lab
 RESULTS_FILE = "results.json"
 
 
@@ -108,6 +110,7 @@ class RunResults(_Record):
     config: RunConfigRecord
     accuracy: list[MetricResult] = Field(default_factory=list)
     efficiency: EfficiencySection | None = None
+    lab: LabSection | None = Field(None, description="trained mechanisms compared on the lab tasks (docs/lab.md)")
     files: dict[str, str] = Field(default_factory=dict, description="run-relative paths of companion files")
 
     def save(self, directory: Path) -> Path:
