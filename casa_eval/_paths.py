@@ -29,6 +29,11 @@ def profiles_dir() -> Path:
     return _data_dir("profiles")
 
 
+def trained_dir() -> Path:
+    """The lab's trained checkpoints shipped inside the package (`seed0/lab-<mechanism>/`)."""
+    return _PACKAGE / "trained"
+
+
 def cache_dir() -> Path:
     """Root of casa-eval's caches (`CASA_EVAL_CACHE`, else ~/.cache/casa-eval)."""
     return Path(os.environ.get("CASA_EVAL_CACHE", Path.home() / ".cache" / "casa-eval"))

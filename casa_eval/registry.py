@@ -6,6 +6,7 @@ transformers, no lmms-eval at import time.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,11 +15,13 @@ from typing import Any
 
 import yaml
 
-from casa_eval._paths import profiles_dir, tasks_dir
+from casa_eval._paths import profiles_dir, tasks_dir, trained_dir
 from casa_eval.errors import UserError, unknown_name
+from casa_eval.fusion.mechanisms import BUILTIN, short_name
 
-MECHANISM_NAMES = ("casa", "casa_shared", "insertion", "qformer", "cross_attention", "gated_cross_attention",
-                   "register_cross_attention", "text_only")
+MECHANISM_NAMES = ("text_only", "insertion", "qformer", "cross_attention", "gated_cross_attention",
+                   "register_cross_attention", "casa", "casa_shared")
+assert set(MECHANISM_NAMES) == set(BUILTIN)
 
 
 @dataclass(frozen=True)
@@ -35,18 +38,62 @@ class ModelEntry:
 
     @property
     def is_zoo(self) -> bool:
-        return self.source == "zoo"
+        """Built by casa-eval's fusion zoo: random weights (`zoo-*`) or a trained lab checkpoint (`lab-*`)."""
+        return self.source in ("zoo", "lab")
+
+    @property
+    def base_name(self) -> str:
+        """The name without a training-seed suffix: `lab-casa@seed2` -> `lab-casa`."""
+        return self.name.split("@", 1)[0]
 
 
 def zoo_model_name(mechanism: str) -> str:
-    return "zoo-" + mechanism.replace("_", "-")
+    return "zoo-" + short_name(mechanism)
+
+
+def lab_model_name(mechanism: str, seed: int = 0) -> str:
+    """A trained lab model's name: seed 0 is plain (`lab-casa`), other seeds carry it (`lab-casa@seed2`)."""
+    return "lab-" + short_name(mechanism) + (f"@seed{seed}" if seed else "")
 
 
 ZOO_MODELS: dict[str, ModelEntry] = {
     zoo_model_name(m): ModelEntry(zoo_model_name(m), m, "zoo",
-                                  description=f"{m} on the shared zoo backbone (random weights unless a checkpoint)")
+                                  description=f"{m} on the shared zoo backbone, random weights (or a checkpoint)")
     for m in MECHANISM_NAMES
 }
+
+# The lab's trained checkpoints shipped with the package (seed 0; `casa-eval train` makes more).
+LAB_MODELS: dict[str, ModelEntry] = {
+    lab_model_name(m): ModelEntry(lab_model_name(m), m, "lab", kind="lab",
+                                  description=f"{m} trained in the fusion lab (docs/lab.md)")
+    for m in MECHANISM_NAMES
+}
+_TRAINED: dict[str, tuple[ModelEntry, Path]] = {}
+
+
+def trained_models(directory: Path | None = None) -> dict[str, tuple[ModelEntry, Path]]:
+    """Every trained lab checkpoint under `directory` (default: the ones shipped with casa-eval), by model name,
+    in mechanism order then seed: `DIR/seed<k>/lab-<mechanism>/` holding a casa_eval_config.json. The names
+    found are also resolvable by `resolve_model` from then on."""
+    root = directory or trained_dir()
+    found = []
+    for config in sorted(root.glob("seed*/lab-*/casa_eval_config.json")):
+        seed_text = config.parent.parent.name.removeprefix("seed")
+        if not seed_text.isdigit():
+            continue
+        try:
+            mechanism = str(json.loads(config.read_text())["mechanism"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{config}: not a readable casa-eval checkpoint config") from None
+        seed = int(seed_text)
+        name = lab_model_name(mechanism, seed)
+        entry = ModelEntry(name, mechanism, "lab", kind="lab", description=f"{mechanism} trained in the fusion lab, "
+                                                                            f"seed {seed}")
+        order = MECHANISM_NAMES.index(mechanism) if mechanism in MECHANISM_NAMES else len(MECHANISM_NAMES)
+        found.append(((order, mechanism, seed), name, entry, config.parent))
+    out = {name: (entry, path) for _, name, entry, path in sorted(found, key=lambda row: row[0])}
+    _TRAINED.update(out)
+    return out
 
 # The casa paper's models (real checkpoints on the Hugging Face hub).
 PAPER_MODELS: dict[str, ModelEntry] = {
@@ -78,15 +125,23 @@ PAPER_MODELS: dict[str, ModelEntry] = {
 
 
 def all_models() -> dict[str, ModelEntry]:
-    return {**ZOO_MODELS, **PAPER_MODELS}
+    return {**ZOO_MODELS, **LAB_MODELS, **PAPER_MODELS}
 
 
 def resolve_model(name: str) -> ModelEntry:
     """A model entry by name; unknown names list the valid ones."""
-    entry = all_models().get(name)
+    entry = _TRAINED[name][0] if name in _TRAINED else all_models().get(name)
+    if entry is None and name.startswith("zoo-"):  # a mechanism of your own, e.g. zoo-MyGate
+        entry = next((ModelEntry(name, m, "zoo") for m in _custom_mechanisms() if zoo_model_name(m) == name), None)
     if entry is None:
         raise unknown_name("model", name, all_models())
     return entry
+
+
+def _custom_mechanisms() -> list[str]:
+    from casa_eval.fusion.mechanisms import registered
+
+    return list(registered())
 
 
 def split_model_paths(items: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -28,6 +28,8 @@ def profile(
                                                       "process; CPU: size of the conversation state.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default: the profile's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    trained: Annotated[Path | None, typer.Option(help="A `casa-eval train` output directory: its checkpoints are "
+                                                 "the lab-* models (default: the shipped ones).")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow checkpoints that ship their own modeling "
                                                     "code.")] = False,
     cross_attention_cache: Annotated[str, typer.Option(help="mllama (gated-xattn): 'append' keeps every image's "
@@ -46,6 +48,13 @@ def profile(
     if cross_attention_cache not in ("append", "replace"):
         raise UserError(f"--cross-attention-cache must be 'append' or 'replace', not {cross_attention_cache!r}")
     names_given, paths = split_model_paths(split_names(models))
+    from casa_eval.registry import trained_models
+
+    if trained is not None and not trained.is_dir():
+        raise UserError(f"--trained {trained} is not a directory")
+    found = trained_models(trained)
+    if trained is not None and not names_given:
+        names_given = list(found)
     for name in names_given:
         resolve_model(name)
     out = output_dir or Path("reports") / f"profile-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
@@ -54,6 +63,11 @@ def profile(
     from casa_eval.profiling.document import add_profile, new_profile_results, profile_model_names
 
     names = profile_model_names(config, names_given or None)
+    for name in names:  # trained lab models: their checkpoint unless NAME=DIR was given
+        if name.startswith("lab-") and name not in paths:
+            if name not in found:
+                raise UserError(f"no trained checkpoint for {name}; trained models: {', '.join(found) or '(none)'}")
+            paths[name] = str(found[name][1])
     from casa_eval.models.availability import model_problems
 
     problems = [p for n in names for p in model_problems(resolve_model(n), paths.get(n),

@@ -16,11 +16,14 @@ from casa_eval.errors import UserError
 
 def run(
     models: Annotated[str | None, typer.Option("--models", "-m", help="Comma-separated model names, each "
-                                               "optionally NAME=DIR for a local checkpoint (default: every zoo "
-                                               "mechanism). See `casa-eval list models`.")] = None,
+                                               "optionally NAME=DIR for a local checkpoint (default: every trained "
+                                               "lab model). See `casa-eval list models`.")] = None,
     tasks: Annotated[str | None, typer.Option("--tasks", "-t", help="Comma-separated lmms-eval task names "
-                                              "(default: synth_docvqa,synth_chartqa).")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Documents per task (default 8).")] = None,
+                                              "(default: the lab tasks).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Documents per task (default: all).")] = None,
+    trained: Annotated[Path | None, typer.Option(help="A `casa-eval train` output directory: its checkpoints "
+                                                 "(every seed) are the lab-* models (default: the shipped ones).")
+                       ] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run directory "
                                                     "(default reports/run-<id>).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Requests per batch (default 8).")] = None,
@@ -32,7 +35,7 @@ def run(
     include_path: Annotated[list[Path] | None, typer.Option("--include-path", help="Extra lmms-eval task "
                                                             "directory (repeatable).")] = None,
     profile: Annotated[str | None, typer.Option(help="Streaming profile run after the accuracy evaluation "
-                                                "(default cpu-smoke; 'none' to skip).")] = None,
+                                                "(default lab-stream; 'none' to skip).")] = None,
     video: Annotated[Path | None, typer.Option(help="Video streamed by the profile (default: a synthesised "
                                                "clip).")] = None,
     online: Annotated[bool, typer.Option(help="Allow Hugging Face hub downloads (offline by default).")] = False,
@@ -46,7 +49,8 @@ def run(
 ) -> None:
     """Evaluate models on tasks through lmms-eval and write one results document.
 
-    With no arguments: every zoo mechanism on the synthetic tasks at a small limit, offline.
+    With no arguments: every mechanism trained in the fusion lab (the checkpoints shipped with casa-eval) on the
+    lab tasks, then the lab-stream profile, offline.
     """
     from casa_eval._env import prepare_environment
 
@@ -68,8 +72,13 @@ def run(
         "output_dir": output_dir, "batch_size": batch_size, "device": device, "seed": seed,
         "include_paths": include_path or None, "video": video, "data_dir": data_dir,
         "trust_remote_code": trust_remote_code or None, "cross_attention_cache": cross_attention_cache,
+        "trained": trained,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if trained is not None and (trained / "tasks").is_dir():  # trained on a dataset folder: its test split
+        overrides["include_paths"] = [*(include_path or []), trained / "tasks"]
+        if tasks is None:
+            overrides["tasks"] = sorted(p.name for p in (trained / "tasks").iterdir() if p.is_dir())
     if profile is not None:
         overrides["profile"] = None if profile.lower() == "none" else profile
     base: dict[str, Any] = {}
@@ -176,7 +185,12 @@ def _link_latest(out: Path, default_location: bool) -> None:
 
 
 def _print_summary(results: Any) -> None:
-    tasks = list(dict.fromkeys(r.task for r in results.accuracy))
+    if results.lab is not None:
+        print_lab_summary(results.lab)
+    lab_tasks = {c.task for c in results.lab.cells} if results.lab is not None else set()
+    tasks = [t for t in dict.fromkeys(r.task for r in results.accuracy) if t not in lab_tasks]
+    if not tasks:
+        return
     rows = table("model", *tasks, title="accuracy (mean ± standard error)")
     models = list(dict.fromkeys(r.model for r in results.accuracy))
     for model in models:
@@ -191,3 +205,31 @@ def _print_summary(results: Any) -> None:
                 cells.append(f"{primary.metric} {primary.value:.3f}{se} (n={primary.n})")
         rows.add_row(model, *cells)
     console.print(rows)
+
+
+def print_lab_summary(lab: Any) -> None:
+    """Trained mechanisms x lab tasks: accuracy with its 95 % interval, then what CASA closes of the gap."""
+    tasks = list(dict.fromkeys(c.task for c in lab.cells))
+    models = list(dict.fromkeys(c.model for c in lab.cells))
+    cells = {(c.model, c.task): c for c in lab.cells}
+    seeds = max(len(c.seeds) for c in lab.cells)
+    over = f"over {seeds} training seeds" if seeds > 1 else "over the test items"
+    rows = table("model", *(t.removeprefix("lab_") for t in tasks), title=f"lab accuracy (± 95 % interval {over})")
+    for model in models:
+        row = []
+        for task in tasks:
+            c = cells.get((model, task))
+            if c is None:
+                row.append("—")
+                continue
+            low, high = (c.seed_ci_low, c.seed_ci_high) if c.seed_ci_low is not None else (c.item_ci_low,
+                                                                                          c.item_ci_high)
+            row.append(f"{c.accuracy:.2f}±{(high - low) / 2:.2f}")
+        rows.add_row(model, *row)
+    console.print(rows)
+    say(f"chance: {lab.cells[0].chance:.3f} on every task; fine_1..fine_4: glyphs of 6, 4, 3, 2 px (docs/lab.md)")
+    for g in lab.gap_closed:
+        if g.model.startswith("lab-casa") and g.task.startswith("lab_fine"):
+            value = "undefined (insertion and cross-attention within 0.05)" if g.fraction is None else \
+                f"{g.fraction:.2f} [{g.ci_low:.2f}, {g.ci_high:.2f}]"
+            say(f"gap closed by {g.model} on {g.task}: {value}")

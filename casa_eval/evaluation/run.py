@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from casa_eval.errors import UserError
 from casa_eval.evaluation.preflight import check_task_data, check_writable
-from casa_eval.registry import ZOO_MODELS, resolve_model, resolve_tasks, safe_filename
+from casa_eval.registry import resolve_model, resolve_tasks, safe_filename, trained_models
 from casa_eval.results.schema import (
     RESULTS_FILE,
     MetricResult,
@@ -35,7 +35,8 @@ from casa_eval.results.schema import (
     load_results,
 )
 
-DEFAULT_TASKS = ("synth_docvqa", "synth_chartqa")
+DEFAULT_TASKS = ("lab_fine_1", "lab_fine_2", "lab_fine_3", "lab_fine_4", "lab_coarse", "lab_recall")
+DEFAULT_PROFILE = "lab-stream"
 SETTINGS_FILE = "run_settings.json"
 
 
@@ -44,9 +45,12 @@ class RunSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    models: list[str] = Field(default_factory=lambda: list(ZOO_MODELS))
+    models: list[str] = Field(default_factory=list, description="model names; empty = every trained lab model "
+                              "(the shipped ones, or those under `trained`)")
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS))
-    limit: int | None = Field(8, ge=1, description="documents per task (None = all)")
+    limit: int | None = Field(None, ge=1, description="documents per task (None = all)")
+    trained: Path | None = Field(None, description="a `casa-eval train` output directory: its checkpoints are the "
+                                 "lab-* models (default: the ones shipped with casa-eval)")
     batch_size: int = Field(8, ge=1)
     device: str = "auto"
     seed: int = 0
@@ -54,7 +58,7 @@ class RunSettings(BaseModel):
     zoo: dict[str, Any] = Field(default_factory=dict, description="FusionConfig fields shared by zoo models")
     checkpoints: dict[str, Path] = Field(default_factory=dict, description="model name -> checkpoint directory")
     include_paths: list[Path] = Field(default_factory=list, description="extra lmms-eval task directories")
-    profile: str | None = Field("cpu-smoke", description="streaming profile run after the accuracy evaluation "
+    profile: str | None = Field(DEFAULT_PROFILE, description="streaming profile run after the accuracy evaluation "
                                 "(a name or a YAML path; None to skip)")
     trust_remote_code: bool = Field(False, description="allow checkpoints that ship their own modeling code")
     data_dir: Path | None = Field(None, description="offline dataset snapshots (`casa-eval data pull`)")
@@ -95,11 +99,31 @@ def default_output_dir(run_id: str) -> Path:
     return Path("reports") / f"run-{run_id}"
 
 
+def resolve_trained(settings: RunSettings) -> None:
+    """Fill in the trained lab models: every one found when no models are named, and the checkpoint directory
+    of each `lab-*` model named (from `settings.trained`, or the checkpoints shipped with casa-eval)."""
+    if settings.trained is not None and not settings.trained.is_dir():
+        raise UserError(f"--trained {settings.trained} is not a directory")
+    found = trained_models(settings.trained)
+    if settings.trained is not None and not found:
+        raise UserError(f"--trained {settings.trained} holds no trained checkpoints (seed<k>/lab-<mechanism>/)")
+    if not settings.models:
+        settings.models = list(found)
+    for name in settings.models:
+        if name.startswith("lab-") and name not in settings.checkpoints:
+            if name not in found:
+                where = settings.trained or "the checkpoints shipped with casa-eval"
+                raise UserError(f"no trained checkpoint for {name} in {where}; trained models there: "
+                                f"{', '.join(found) or '(none)'}")
+            settings.checkpoints[name] = found[name][1]
+
+
 def validate_names(settings: RunSettings, *, resume: bool = False) -> None:
     """Every model and task exists, the output directory is writable (and holds no other run), every model's
     weights and every task's data are at hand, and the zoo dimensions are valid — cheapest checks first, so a
     typo fails in a second. Missing pieces (weights, data, the remote-code flag) are reported together, one
     line each."""
+    resolve_trained(settings)
     if not settings.models:
         raise UserError("no models given")
     if not settings.tasks:
@@ -194,6 +218,10 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
                 metrics = _store_task(results, out, name, task.name, outcome)
                 results.save(out)
                 reporter.task_finished(name, task.name, metrics)
+        from casa_eval.results.lab import lab_section
+
+        results.lab = lab_section(results, out)
+        results.save(out)
         if after_accuracy is not None and results.efficiency is None:
             after_accuracy(results, out)
     except KeyboardInterrupt:

@@ -15,11 +15,12 @@ from casa_eval.results.schema import RunConfigRecord, RunResults, RunStatus
 
 
 def profile_model_names(profile: ProfileConfig, models: list[str] | None) -> list[str]:
-    """The profile's models (or the given ones), with the text-only floor first when they are all zoo models
-    (the floor is the *same* backbone without images; real checkpoints have no such twin)."""
+    """The profile's models (or the given ones), with the text-only floor (`zoo-text-only`) first when they are
+    all zoo models and none of them is a text-only model already (the floor is the *same* backbone without
+    images; real checkpoints have no such twin)."""
     names = list(models or profile.models)
     entries = [resolve_model(name) for name in names]
-    if FLOOR in names or not all(e.is_zoo for e in entries):
+    if any(e.mechanism == "text_only" for e in entries) or not all(e.is_zoo for e in entries):
         return names
     return [FLOOR, *names]
 

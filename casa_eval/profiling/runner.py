@@ -248,7 +248,8 @@ def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats:
 
 def _with_floor_ratios(summaries: list[ModelEfficiency], records: list[dict[str, Any]]) -> list[ModelEfficiency]:
     """Every model's turn time relative to the text-only floor (when the floor was profiled)."""
-    floor_rows = [r for r in records if r["model"] == FLOOR]
+    floors = [s.model for s in summaries if s.mechanism == "text_only"]
+    floor_rows = [r for r in records if r["model"] == (floors[0] if floors else FLOOR)]
     if not floor_rows:
         return summaries
     out = []

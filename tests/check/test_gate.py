@@ -16,8 +16,8 @@ from tests.clitools import REPO, casa_eval
 FULL = """
 version: 1
 absolute:
-  - {section: accuracy, model: "zoo-*", metric: "*", min: 0.0, max: 1.0}
-  - {section: efficiency, model: zoo-casa, metric: kv_bytes_last10pct, max: 600000}
+  - {section: accuracy, model: "lab-*", metric: "*", min: 0.0, max: 1.0}
+  - {section: efficiency, model: lab-casa, metric: kv_bytes_last10pct, max: 2000000}
 accuracy_drop:
   - {model: "*", task: "*", metric: "*", tolerance: 0.0, z: 1.96}
 efficiency_ratio:
@@ -49,9 +49,9 @@ def test_run_against_itself_passes(default_run: Path, tmp_path: Path, data_cache
 
 def test_tightened_threshold_is_a_regression(default_run: Path, tmp_path: Path, data_cache: Path) -> None:
     casa_kv = [c for c in run_checks(Run.load(default_run), Thresholds.model_validate(
-        {"absolute": [{"section": "efficiency", "model": "zoo-casa", "metric": "kv_bytes_last10pct", "min": 0}]}))]
+        {"absolute": [{"section": "efficiency", "model": "lab-casa", "metric": "kv_bytes_last10pct", "min": 0}]}))]
     measured = float(casa_kv[0].value)
-    tight = FULL.replace("max: 600000", f"max: {measured - 1}")
+    tight = FULL.replace("max: 2000000", f"max: {measured - 1}")
     junit = tmp_path / "checks.xml"
     result = casa_eval("check", str(default_run), "--baseline", str(default_run), "--thresholds",
                        str(_thresholds(tmp_path, tight)), "--junit", str(junit), cache=data_cache)
@@ -97,16 +97,19 @@ def test_paired_accuracy_drop_is_judged_against_noise(default_run: Path, tmp_pat
     """A candidate that loses every sample of a metric fails; a tolerance larger than the drop passes."""
     base = tmp_path / "baseline"
     shutil.copytree(default_run, base)
-    # make the baseline perfect on synth_docvqa for zoo-casa (so the candidate's 0 scores are a drop)
-    samples = base / "samples" / "zoo-casa__synth_docvqa.jsonl"
+    # the candidate loses every sample of lab-casa on lab_coarse that the baseline got right
+    candidate = tmp_path / "candidate"
+    shutil.copytree(default_run, candidate)
+    samples = candidate / "samples" / "lab-casa__lab_coarse.jsonl"
     records = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert sum(r["scores"]["accuracy"] for r in records) >= 2  # the trained model gets them right
     for r in records:
-        r["scores"]["anls"] = 1.0
+        r["scores"]["accuracy"] = 0.0
     samples.write_text("".join(json.dumps(r) + "\n" for r in records))
-    rule = {"model": "zoo-casa", "task": "synth_docvqa", "metric": "anls"}
-    strict = run_checks(Run.load(default_run), Thresholds.model_validate({"accuracy_drop": [rule]}), Run.load(base))
+    rule = {"model": "lab-casa", "task": "lab_coarse", "metric": "accuracy"}
+    strict = run_checks(Run.load(candidate), Thresholds.model_validate({"accuracy_drop": [rule]}), Run.load(base))
     assert exit_code(strict) == 1 and strict[0].verdict == "fail"
-    lenient = run_checks(Run.load(default_run), Thresholds.model_validate(
+    lenient = run_checks(Run.load(candidate), Thresholds.model_validate(
         {"accuracy_drop": [{**rule, "tolerance": 1.0}]}), Run.load(base))
     assert exit_code(lenient) == 0
 
@@ -116,19 +119,19 @@ def test_invariants_catch_a_cache_that_does_not_match(default_run: Path, tmp_pat
     shutil.copytree(default_run, broken)
     data = json.loads((broken / "results.json").read_text())
     for record in data["efficiency"]["records"]:
-        if record["model"] == "zoo-casa" and record["turn"] == 5 and record["kv_bytes"] is not None:
+        if record["model"] == "lab-casa" and record["turn"] == 5 and record["kv_bytes"] is not None:
             record["kv_bytes"] += 2048  # as if an image token had leaked into CASA's backbone cache
     (broken / "results.json").write_text(json.dumps(data))
     checks = run_checks(Run.load(broken), Thresholds.model_validate(
         {"invariants": [{"check": "kv_bytes_match_analytic"}, {"check": "kv_growth_matches_mechanism",
-                                                               "model": "zoo-casa"}]}))
+                                                               "model": "lab-casa"}]}))
     assert [c.verdict for c in checks] == ["fail", "fail"]
-    assert "zoo-casa#0:5" in checks[0].detail
+    assert "lab-casa#0:5" in checks[0].detail
 
 
 def test_rule_matching_nothing_is_invalid(default_run: Path) -> None:
     checks = run_checks(Run.load(default_run), Thresholds.model_validate(
-        {"absolute": [{"model": "zoo-casaa", "metric": "anls", "min": 0}]}))
+        {"absolute": [{"model": "lab-casaa", "metric": "accuracy", "min": 0}]}))
     assert exit_code(checks) == 2 and checks[0].detail == "the rule matches nothing"
 
 
