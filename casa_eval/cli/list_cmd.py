@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from casa_eval.cli.console import console, say, table
-from casa_eval.registry import PAPER_MODELS, ZOO_MODELS, available_profiles, available_tasks
+from casa_eval.registry import PAPER_MODELS, ZOO_MODELS, available_profiles, available_tasks, trained_models
 
 app = typer.Typer(help="List the models, tasks and profiles casa-eval knows.", no_args_is_help=True)
 
@@ -14,8 +14,10 @@ app = typer.Typer(help="List the models, tasks and profiles casa-eval knows.", n
 def list_models() -> None:
     """Models: zoo mechanisms (offline, random weights or your checkpoint) and the casa paper's checkpoints."""
     rows = table("name", "mechanism", "source", "loaded through", "remote code", title="models")
+    for name, (entry, _) in trained_models().items():
+        rows.add_row(name, entry.mechanism, "trained in the fusion lab (shipped)", "casa-eval fusion zoo", "no")
     for entry in ZOO_MODELS.values():
-        rows.add_row(entry.name, entry.mechanism, "zoo (shared backbone)", "casa-eval fusion zoo", "no")
+        rows.add_row(entry.name, entry.mechanism, "zoo, random weights", "casa-eval fusion zoo", "no")
     through = {"kyutai": "Kyutai's remote-code interface", "family": "transformers ({family})",
                "unsupported": "no adapter yet"}
     for entry in PAPER_MODELS.values():

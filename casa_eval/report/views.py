@@ -157,7 +157,13 @@ def lab_table(view: RunView) -> dict[str, Any]:
         rows.append({"model": model, "mechanism": mechanism, "cells": row_cells,
                      "trained": f"{training['trained_parameters']:,}" if training else "—",
                      "seconds": f"{training['wall_seconds']:.0f}" if training else "—"})
-    return {"run": view.label, "tasks": tasks, "rows": rows, "gaps": lab.gap_closed,
+    gap_tasks = [t for t in tasks if any(g.task == t and g.fraction is not None for g in lab.gap_closed)]
+    by_gap = {(g.model, g.task): g for g in lab.gap_closed}
+    gap_models = [m for m in dict.fromkeys(g.model for g in lab.gap_closed)
+                  if any(g.fraction is not None for g in lab.gap_closed if g.model == m)
+                  and (records[m].mechanism if m in records else "") != "text_only"]
+    gap_rows = [(m, [by_gap.get((m, t)) for t in gap_tasks]) for m in gap_models]
+    return {"run": view.label, "tasks": tasks, "rows": rows, "gap_tasks": gap_tasks, "gap_rows": gap_rows,
             "seeds": max(len(c.seeds) for c in lab.cells), "chance": lab.cells[0].chance,
             "isolates": {t: LAB_TASKS[t].isolates for t in tasks}}
 
