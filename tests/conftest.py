@@ -26,14 +26,19 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory: pytest.TempPathFactory, data_cache: Path) -> Path:
-    """`casa-eval run` with its defaults (every zoo mechanism, both synthetic tasks, the cpu-smoke profile on
-    the demo clip), at a limit of 3 documents per task to keep the suite fast."""
-    from tests.clitools import casa_eval
+    """`casa-eval run` with its defaults (the shipped trained lab models on the lab tasks, the lab-stream
+    profile), at a limit of 3 documents per task and 40 streaming turns instead of 160 to keep the suite fast."""
+    from tests.clitools import REPO, casa_eval
 
-    out = tmp_path_factory.mktemp("default-run") / "run"
-    result = casa_eval("run", "--limit", "3", "-o", str(out), cache=data_cache, timeout=900)
+    root = tmp_path_factory.mktemp("default-run")
+    profile = root / "lab-stream.yaml"  # same name, so rules and figures see the default profile
+    text = (REPO / "profiles" / "lab-stream.yaml").read_text()
+    assert "\n  turns: 160\n" in text
+    profile.write_text(text.replace("\n  turns: 160\n", "\n  turns: 40\n"))
+    result = casa_eval("run", "--limit", "3", "--profile", str(profile), "-o", str(root / "run"), cache=data_cache,
+                       timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return root / "run"
 
 
 CASA_PAPER_TASKS = ("casa_ai2d", "casa_chartqa", "casa_docvqa", "casa_gqa", "casa_infovqa", "casa_mme",
