@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from casa_eval.data.lab.tasks import LAB_TASKS
 from casa_eval.results.schema import MetricResult, TaskRecord
 from casa_eval.results.stats import mean_with_uncertainty
 
@@ -38,6 +39,8 @@ def sample_records(model: str, task: str, samples: list[dict[str, Any]], metrics
             "scores": {k: _score(s[k]) for k in metrics if k in s and _score(s[k]) is not None},
             "input_tokens": counts.get("input_tokens"), "output_tokens": counts.get("output_tokens"),
             "image_path": doc.get("image_path"),
+            # lab items draw their images from a spec instead of reading a file (casa_eval.data.lab)
+            "image_specs": doc.get("images") if doc.get("task") in LAB_TASKS else None,
         })
     return records
 

@@ -11,9 +11,12 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from casa_eval.results.schema import RESULTS_FILE, MetricResult, RunResults, load_results
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 INSERTION, CROSS_ATTENTION = "insertion", "cross_attention"
 CASA_FAMILY = ("casa", "casa_shared")
@@ -205,7 +208,8 @@ def sample_rows(views: list[RunView], thumbnails: ThumbnailStore, limit_per_file
                         question=str(record.get("question") or record.get("prompt") or ""),
                         prediction=str(record.get("prediction") or ""), target=_target_text(record.get("target")),
                         metric=metric, score=score, failed=score is None or score < 0.5,
-                        thumbnail=thumbnails.add(record.get("image_path"))))
+                        thumbnail=(thumbnails.add(record.get("image_path"))
+                                   or thumbnails.add_drawn(record.get("image_specs")))))
     # the same document of the same task next to each other across models and runs
     rows.sort(key=lambda r: (r.task, r.doc_id, r.model, r.run))
     return rows
@@ -238,17 +242,49 @@ class ThumbnailStore:
             self._keys[path] = self._encode(Path(path))
         return self._keys[path]
 
+    def add_drawn(self, specs: str | None) -> str | None:
+        """A lab item's images (a JSON list of drawing specs), side by side, each scaled up to the thumbnail
+        size with square pixels so that a glyph stays legible."""
+        if not specs:
+            return None
+        if specs not in self._keys:
+            drawn = self._draw(specs)
+            self._keys[specs] = self._store(drawn, "PNG") if drawn else None  # PNG keeps the pixels crisp
+        return self._keys[specs]
+
+    def _draw(self, specs: str) -> Image.Image | None:
+        from PIL import Image
+
+        from casa_eval.data.lab.tasks import render
+
+        try:
+            drawn = [Image.fromarray(render(spec)) for spec in json.loads(specs)]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not drawn:
+            return None
+        scale = max(1, self.size // max(d.height for d in drawn))
+        strip = Image.new("RGB", (sum(d.width * scale + 2 for d in drawn) - 2, drawn[0].height * scale), "white")
+        x = 0
+        for image in drawn:
+            strip.paste(image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST), (x, 0))
+            x += image.width * scale + 2
+        return strip
+
     def _encode(self, path: Path) -> str | None:
         from PIL import Image
 
         try:
             with Image.open(path) as original:
                 image = original.convert("RGB")
-            image.thumbnail((self.size, self.size))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=70)
         except OSError:
             return None
+        image.thumbnail((self.size, self.size))
+        return self._store(image, "JPEG")
+
+    def _store(self, image: Image.Image, kind: str) -> str:
+        buffer = io.BytesIO()
+        image.save(buffer, format=kind, **({"quality": 70} if kind == "JPEG" else {}))
         key = f"t{len(self.images)}"
-        self.images[key] = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+        self.images[key] = f"data:image/{kind.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
         return key
