@@ -154,7 +154,8 @@ def _progress(visible: bool) -> Progress:
 
 
 class TrainProgress:
-    """One bar per mechanism x seed, with the running loss and examples per second."""
+    """One bar per mechanism x seed, with the running loss and examples per second; without a terminal (a CI
+    log), where a live bar draws nothing until the end, one line per model as it finishes instead."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -172,3 +173,6 @@ class TrainProgress:
 
     def finished(self, label: str, record: Any) -> None:
         self.progress.update(self.bars[label], completed=record.steps)
+        if not console.is_terminal and not self.progress.disable:
+            say(f"{escape(label)}: {record.steps} steps, loss {self.smoothed.get(label, float('nan')):.3f}, "
+                f"{record.wall_seconds:.0f} s")

@@ -94,12 +94,13 @@ def test_ctrl_c_exits_130_keeps_finished_steps_and_resumes(tmp_path: Path, data_
     assert f"Continue with: casa-eval train --resume --output-dir {out}" in line
     record = json.loads((out / "seed0" / "lab-MeanToken" / "training_record.json").read_text())
     assert record["state"] == "interrupted" and record["steps"] == 5  # the step under way finished and was kept
+    before = record["loss"]
     changed = _run(["train", "--resume", "--steps", "9", "-o", str(out)], _toy_env(tmp_path, data_cache))
     assert changed.returncode == 2 and "steps differ" in _one_line(changed)
     resumed = _run(["train", "--resume", "-o", str(out)], _toy_env(tmp_path, data_cache))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     record = json.loads((out / "seed0" / "lab-MeanToken" / "training_record.json").read_text())
-    assert record["state"] == "complete" and record["steps"] == 8 and record["loss"][:5] == record["loss"][:5]
+    assert record["state"] == "complete" and record["steps"] == 8 and record["loss"][:5] == before
 
 
 def test_a_mechanism_of_your_own_goes_through_train_run_profile_report(tmp_path: Path, data_cache: Path) -> None:
@@ -109,6 +110,7 @@ def test_a_mechanism_of_your_own_goes_through_train_run_profile_report(tmp_path:
                    "4", "--threads", "1", "-o", str(trained)], env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "casa-eval run --trained" in result.stdout
+    assert "lab-MeanToken seed 0: 4 steps" in result.stdout  # without a terminal, a line per finished model
     run = tmp_path / "eval"
     result = _run(["run", "--trained", str(trained), "--tasks", "lab_coarse,lab_recall", "--limit", "4",
                    "--profile", "none", "-o", str(run)], env)
