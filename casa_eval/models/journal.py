@@ -2,7 +2,8 @@
 
 Each line is one sample's prediction, keyed by everything that determines it: the model fingerprint
 (config + weights), the task, the document, the exact prompt and the generation settings. A line is
-flushed and fsynced as soon as its batch finishes; a torn last line (a crash mid-write) is ignored.
+flushed and fsynced as soon as its batch finishes. A torn last line (a crash mid-write) is cut off when the
+journal opens, so the next append starts on a line of its own instead of joining the fragment.
 """
 
 from __future__ import annotations
@@ -24,12 +25,21 @@ class PredictionJournal:
         self.path = path
         self._records: dict[str, dict[str, Any]] = {}
         if path.exists():
+            self._repair()
             for line in path.read_text().splitlines():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line torn by an interruption; its sample is simply recomputed
+                    continue  # a damaged line; its sample is simply recomputed
                 self._records[record["key"]] = record
+
+    def _repair(self) -> None:
+        """Cut a torn last line (no newline after it): its sample is recomputed, and what is appended next
+        stays a line of its own."""
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
 
     def __len__(self) -> int:
         return len(self._records)
