@@ -3,6 +3,10 @@
 Verdicts: `pass`, `fail` (a regression: exit 1) and `invalid` (a rule that matches nothing, data that is
 missing, or a baseline that cannot be compared: exit 2). Efficiency ratios are judged only when both runs
 share the environment fingerprint (CPU/GPU, device, library versions) and the same profile.
+
+Some inputs are not a verdict at all, and the gate refuses them (exit 2 even when a rule also fails): a
+thresholds file without rules, a candidate or baseline run that did not complete (interrupted or failed), and
+a baseline cell (model x task x metric) that a rule covers but the candidate lacks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from casa_eval.check.thresholds import (
 from casa_eval.results.schema import RESULTS_FILE, RunResults, load_results
 
 Verdict = Literal["pass", "fail", "invalid"]
+REFUSALS = ("thresholds", "run", "missing")  # kinds of invalid result that make the whole check no verdict
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Run:
 
 
 def exit_code(results: list[CheckResult]) -> int:
+    if any(r.verdict == "invalid" and r.kind in REFUSALS for r in results):
+        return 2
     if any(r.verdict == "fail" for r in results):
         return 1
     if any(r.verdict == "invalid" for r in results):
@@ -66,7 +73,7 @@ def exit_code(results: list[CheckResult]) -> int:
 
 def run_checks(candidate: Run, thresholds: Thresholds, baseline: Run | None = None) -> list[CheckResult]:
     rows = candidate.results.to_dataframe()
-    out: list[CheckResult] = []
+    out = _refusals(candidate, thresholds, baseline)
     for rule in thresholds.absolute:
         out += _absolute(rule, rows)
     if (thresholds.accuracy_drop or thresholds.efficiency_ratio) and baseline is None:
@@ -80,6 +87,36 @@ def run_checks(candidate: Run, thresholds: Thresholds, baseline: Run | None = No
             out += _efficiency_ratio(ratio, rows, baseline.results.to_dataframe(), comparable, why)
     for invariant in thresholds.invariants:
         out += _invariant(invariant, candidate.results)
+    return out
+
+
+def _refusals(candidate: Run, thresholds: Thresholds, baseline: Run | None) -> list[CheckResult]:
+    out = []
+    if not (thresholds.absolute or thresholds.accuracy_drop or thresholds.efficiency_ratio or thresholds.invariants):
+        out.append(CheckResult("thresholds", "rules", "none", ">= 1 rule", "invalid",
+                               "the thresholds file holds no rules, so nothing would be checked"))
+    for role, run in (("candidate", candidate), ("baseline", baseline)):
+        if run is not None and run.results.status.state != "complete":
+            out.append(CheckResult("run", f"{role} {run.directory}", run.results.status.state, "complete", "invalid",
+                                   f"the {role} run is {run.results.status.state}, not complete; finish it with "
+                                   f"casa-eval run --resume {run.directory}"))
+    if baseline is not None:
+        out += _missing_cells(candidate, thresholds, baseline)
+    return out
+
+
+def _missing_cells(candidate: Run, thresholds: Thresholds, baseline: Run) -> list[CheckResult]:
+    """Baseline cells a comparison rule covers that the candidate lacks (a model, task or metric dropped)."""
+    have = {(r.model, r.task, r.metric) for r in candidate.results.to_dataframe().fillna({"task": ""}).itertuples()}
+    rules: list[tuple[str, Any]] = ([("accuracy", r) for r in thresholds.accuracy_drop]
+                                    + [("efficiency", r) for r in thresholds.efficiency_ratio])
+    out = []
+    for row in baseline.results.to_dataframe().fillna({"task": ""}).itertuples():
+        cell = (row.model, row.task, row.metric)
+        if cell not in have and any(section == row.section and rule.matches(row.section, *cell)
+                                    for section, rule in rules):
+            out.append(CheckResult("missing", " / ".join(cell), "absent", "present in the baseline", "invalid",
+                                   "in the baseline but missing from the candidate"))
     return out
 
 

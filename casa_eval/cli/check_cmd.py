@@ -1,4 +1,5 @@
-"""`casa-eval check`: the CI gate. Exit 0 pass, 1 regression, 2 invalid input or not comparable."""
+"""`casa-eval check`: the CI gate. Exit 0 pass, 1 regression, 2 invalid input, not comparable or not a verdict
+(see casa_eval.check.gate), 3 an internal error of casa-eval itself (a bug to report, never a regression)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.markup import escape
 from casa_eval.cli.console import console, say, table
 from casa_eval.errors import UserError
 
+INTERNAL_ERROR = 3
 _STYLE = {"pass": "green", "fail": "bold red", "invalid": "yellow"}
 
 
@@ -29,7 +31,11 @@ def check(
     rules = load_yaml_model(thresholds, Thresholds)
     candidate, base = _load(results, "results"), _load(baseline, "--baseline") if baseline else None
     say(f"casa-eval check {escape(str(results))}" + (f" against {escape(str(baseline))}" if baseline else ""))
-    checks = run_checks(candidate, rules, base)
+    try:
+        checks = run_checks(candidate, rules, base)
+    except Exception as exc:  # a bug in the gate must not read as a regression (1) or bad input (2)
+        raise UserError(f"internal error in casa-eval check ({type(exc).__name__}: {exc}); please report it",
+                        exit_code=INTERNAL_ERROR) from exc
     rows = table("check", "subject", "value", "threshold", "verdict")
     for c in checks:
         rows.add_row(c.kind, escape(c.subject), escape(c.value), escape(c.threshold),
