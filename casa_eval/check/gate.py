@@ -137,6 +137,9 @@ def _absolute(rule: AbsoluteRule, rows: Any) -> list[CheckResult]:
         return [CheckResult("absolute", rule.label(), "no such value", bound, "invalid", "the rule matches nothing")]
     out = []
     for row in hits.itertuples():
+        if not math.isfinite(row.value):
+            out.append(_not_finite("absolute", row, bound))
+            continue
         ok = (rule.min is None or row.value >= rule.min) and (rule.max is None or row.value <= rule.max)
         out.append(CheckResult("absolute", f"{row.model} / {row.task} / {row.metric}", f"{row.value:.6g}", bound,
                                "pass" if ok else "fail"))
@@ -165,6 +168,10 @@ def _accuracy_drop(rule: AccuracyDropRule, candidate: Run, baseline: Run) -> lis
             out.append(CheckResult("accuracy_drop", subject, "no shared samples", "paired samples", "invalid"))
             continue
         diff = np.array([ours[d][r.metric] - theirs[d][r.metric] for d in shared])
+        if not np.isfinite(diff).all():
+            out.append(CheckResult("accuracy_drop", subject, "non-finite sample scores", "paired samples",
+                                   "invalid", "the measured value is not a finite number"))
+            continue
         sign = 1.0 if r.higher_is_better else -1.0
         drop = -sign * float(diff.mean())  # positive = worse
         se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
@@ -188,6 +195,11 @@ def comparable_environments(a: RunResults, b: RunResults) -> tuple[bool, str]:
     return True, ""
 
 
+def _not_finite(kind: str, row: Any, threshold: str) -> CheckResult:
+    return CheckResult(kind, f"{row.model} / {row.task} / {row.metric}", str(row.value), threshold, "invalid",
+                       "the measured value is not a finite number")
+
+
 def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, base_rows: Any, comparable: bool,
                       why: str) -> list[CheckResult]:
     hits = _matching(rule, rows)
@@ -199,12 +211,15 @@ def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, base_rows: Any, comp
     out = []
     for row in hits.itertuples():
         subject = f"{row.model} / {row.task} / {row.metric}"
+        if not math.isfinite(row.value):
+            out.append(_not_finite("efficiency_ratio", row, threshold))
+            continue
         if not comparable:
             out.append(CheckResult("efficiency_ratio", subject, f"{row.value:.6g}", threshold, "invalid",
                                    f"not comparable: {why}"))
             continue
         reference = base.get((row.model, row.task, row.metric))
-        if reference is None or reference == 0:
+        if reference is None or reference == 0 or not math.isfinite(reference):
             out.append(CheckResult("efficiency_ratio", subject, f"{row.value:.6g}", threshold, "invalid",
                                    "no baseline value"))
             continue

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from casa_eval.results.record import ResultRecord
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelRecord(_Record):
+class ModelRecord(ResultRecord):
     """What was built for a model name (also used by the accuracy section of the run config)."""
 
     name: str
@@ -33,7 +31,7 @@ class ModelRecord(_Record):
                                             "loss per step, seed, steps, wall time, parameter counts), if any")
 
 
-class TurnRecord(_Record):
+class TurnRecord(ResultRecord):
     """One model x repeat x turn. Times in ms, memory in bytes, energy in J; None where not measured."""
 
     model: str
@@ -62,7 +60,7 @@ class TurnRecord(_Record):
     oom: bool = False
 
 
-class Slope(_Record):
+class Slope(ResultRecord):
     """Least-squares slope against the turn index with a 95 % bootstrap interval."""
 
     value: float
@@ -71,7 +69,7 @@ class Slope(_Record):
     unit: str
 
 
-class ModelEfficiency(_Record):
+class ModelEfficiency(ResultRecord):
     model: str
     mechanism: str
     added_parameters: int | None
@@ -92,7 +90,7 @@ class ModelEfficiency(_Record):
     realtime_headroom: float | None = Field(description="frame interval / median turn time, last 10 %")
 
 
-class Crossover(_Record):
+class Crossover(ResultRecord):
     model: str
     baseline: str
     metric: str
@@ -100,7 +98,7 @@ class Crossover(_Record):
     turn_fit: float | None = Field(description="intersection of the two fitted lines")
 
 
-class EfficiencySection(_Record):
+class EfficiencySection(ResultRecord):
     profile: str
     model_records: list[ModelRecord] = Field(default_factory=list, description="the models profiled, as built")
     profile_config: dict[str, Any]

@@ -23,19 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from casa_eval.data.lab.tasks import LAB_TASKS
+from casa_eval.results.record import ResultRecord
 
 Z95 = 1.959963984540054
 MIN_GAP = 0.05  # insertion - cross_attention below this: "gap closed" is not defined
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LabCell(_Record):
+class LabCell(ResultRecord):
     model: str = Field(description="model name without a seed suffix, e.g. lab-casa")
     mechanism: str
     task: str
@@ -53,7 +50,7 @@ class LabCell(_Record):
     per_seed: dict[str, float] = Field(description="seed -> accuracy")
 
 
-class PairedComparison(_Record):
+class PairedComparison(ResultRecord):
     model: str
     reference: str
     task: str
@@ -64,7 +61,7 @@ class PairedComparison(_Record):
     n_items: int
 
 
-class GapClosed(_Record):
+class GapClosed(ResultRecord):
     model: str
     task: str
     fraction: float | None = Field(description="(m - cross_attention) / (insertion - cross_attention); None when "
@@ -74,7 +71,7 @@ class GapClosed(_Record):
     gap: float = Field(description="insertion - cross_attention")
 
 
-class LabSection(_Record):
+class LabSection(ResultRecord):
     cells: list[LabCell] = Field(default_factory=list)
     comparisons: list[PairedComparison] = Field(default_factory=list)
     gap_closed: list[GapClosed] = Field(default_factory=list)

@@ -1,8 +1,8 @@
 """The results document: one versioned, typed JSON file per run (documented field by field in
 docs/results.md). Everything the report and the regression gate read comes from it.
 
-Versioning: `schema_version` is "MAJOR.MINOR". A reader accepts any MINOR of its MAJOR (new optional
-fields only); a different MAJOR is refused with a clear message.
+Versioning: `schema_version` is "MAJOR.MINOR". A reader accepts any MINOR of its MAJOR (a newer minor may
+only add optional fields, which this reader ignores); a different MAJOR is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -13,27 +13,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from casa_eval.results.efficiency import EfficiencySection, ModelRecord
 from casa_eval.results.lab import LabSection
+from casa_eval.results.record import NEWER_MINOR, ResultRecord
 
 SCHEMA_VERSION = "1.2"  # 1.1: ModelRecord.kv_bytes_per_token, cache_tokens_per_image; 1.2: ModelRecord.training,
 # RunResults.lab
 RESULTS_FILE = "results.json"
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CodeRevision(_Record):
+class CodeRevision(ResultRecord):
     casa_eval_version: str
     git_sha: str | None = Field(description="commit of the casa-eval checkout, None outside a git checkout")
     git_dirty: bool | None = Field(description="uncommitted changes in the checkout")
 
 
-class GPUInfo(_Record):
+class GPUInfo(ResultRecord):
     index: int
     name: str
     memory_total_bytes: int
@@ -41,7 +38,7 @@ class GPUInfo(_Record):
     uuid: str | None = None
 
 
-class Environment(_Record):
+class Environment(ResultRecord):
     python: str
     platform: str
     cpu: str
@@ -58,7 +55,7 @@ class Environment(_Record):
     fingerprint: str = Field(description="hash of the hardware and library versions that affect speed")
 
 
-class TaskRecord(_Record):
+class TaskRecord(ResultRecord):
     name: str
     prompt_profile: str
     data_source: str
@@ -69,7 +66,7 @@ class TaskRecord(_Record):
     version: str | None
 
 
-class RunConfigRecord(_Record):
+class RunConfigRecord(ResultRecord):
     models: list[ModelRecord]
     tasks: list[TaskRecord]
     limit: int | None
@@ -80,7 +77,7 @@ class RunConfigRecord(_Record):
     profile: str | None = None
 
 
-class MetricResult(_Record):
+class MetricResult(ResultRecord):
     model: str
     task: str
     metric: str
@@ -93,13 +90,13 @@ class MetricResult(_Record):
     lmms_eval_value: float | None = Field(description="lmms-eval's own aggregate, for cross-checking")
 
 
-class RunStatus(_Record):
+class RunStatus(ResultRecord):
     state: Literal["running", "complete", "interrupted", "failed"]
     finished: list[str] = Field(default_factory=list, description="'model|task' pairs evaluated completely")
     errors: list[str] = Field(default_factory=list)
 
 
-class RunResults(_Record):
+class RunResults(ResultRecord):
     schema_version: str = SCHEMA_VERSION
     run_id: str
     started_utc: datetime
@@ -163,8 +160,14 @@ def load_results(path: str | Path) -> RunResults:
     if p.is_dir():
         p = p / RESULTS_FILE
     data = json.loads(p.read_text())
-    version = str(data.get("schema_version", ""))
-    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+    version = str(data.get("schema_version", "")) if isinstance(data, dict) else ""
+    ours, theirs = _version(SCHEMA_VERSION) or (0, 0), _version(version)
+    if theirs is None or theirs[0] != ours[0]:
         raise SchemaVersionError(f"{p} has results schema {version or 'unknown'}; this casa-eval reads "
-                                 f"{SCHEMA_VERSION.split('.')[0]}.x")
-    return RunResults.model_validate(data)
+                                 f"{ours[0]}.x (a different major version: use the casa-eval that wrote it)")
+    return RunResults.model_validate(data, context={NEWER_MINOR: theirs[1] > ours[1]})
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    major, _, minor = text.partition(".")
+    return (int(major), int(minor or 0)) if major.isdigit() and (minor or "0").isdigit() else None
