@@ -17,4 +17,5 @@ class UserError(Exception):
 
 def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     names = ", ".join(sorted(valid)) or "(none found)"
-    return UserError(f"unknown {kind} {name!r}; valid {kind}s: {names}")
+    plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+    return UserError(f"unknown {kind} {name!r}; valid {plural}: {names}")

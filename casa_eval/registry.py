@@ -191,7 +191,10 @@ class TaskEntry:
 
 
 def read_task_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.load(path.read_text(), Loader=_IgnoreTags)
+    """A task YAML's top level ({} if it is not a mapping); a malformed file is one line naming it."""
+    from casa_eval.config import read_yaml
+
+    data = read_yaml(path, loader=_IgnoreTags)
     return data if isinstance(data, dict) else {}
 
 

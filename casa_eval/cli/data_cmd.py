@@ -43,8 +43,9 @@ def pull(
     from casa_eval.data.snapshots import pull as pull_one
     from casa_eval.data.snapshots import read_manifest
     from casa_eval.data.tasks import datasets_of, read_source, write_source
+    from casa_eval.evaluation.preflight import check_writable
 
-    to.mkdir(parents=True, exist_ok=True)
+    check_writable(to)
     rows = table("task", "dataset", "rows", "revision", "snapshot", title=f"snapshots in {to}")
     for name, source in _hub_tasks(split_names(tasks)):
         spec = read_source(source)

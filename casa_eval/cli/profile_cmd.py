@@ -40,11 +40,12 @@ def profile(
     from casa_eval._env import prepare_environment
 
     prepare_environment()
-    from casa_eval.evaluation.preflight import check_writable
+    from casa_eval.evaluation.preflight import check_video, check_writable
     from casa_eval.profiling.profile_config import resolve_profile_config
     from casa_eval.registry import resolve_model, split_model_paths, split_names
 
     config = resolve_profile_config(profile, memory_budget=memory_budget)  # light checks first
+    check_video(video)
     if cross_attention_cache not in ("append", "replace"):
         raise UserError(f"--cross-attention-cache must be 'append' or 'replace', not {cross_attention_cache!r}")
     names_given, paths = split_model_paths(split_names(models))

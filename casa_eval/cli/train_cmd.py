@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +44,7 @@ def train(
     from casa_eval._env import prepare_environment
 
     prepare_environment()
-    from casa_eval.config import load_yaml_model, validate_data
+    from casa_eval.config import load_yaml_model, read_json, validate_data
     from casa_eval.evaluation.preflight import check_writable
     from casa_eval.registry import split_names
     from casa_eval.training import SETTINGS_FILE, TrainSettings
@@ -65,7 +64,7 @@ def train(
         stored_path = output_dir / SETTINGS_FILE
         if not stored_path.is_file():
             raise UserError(f"nothing to resume in {output_dir} (no {SETTINGS_FILE})")
-        stored = validate_data(TrainSettings, _read_json(stored_path), str(stored_path))
+        stored = validate_data(TrainSettings, read_json(stored_path, "training settings"), str(stored_path))
         requested = validate_data(TrainSettings, {**stored.model_dump(), **base, **given}, "training settings")
         changed = [k for k in {**base, **given} if getattr(requested, k) != getattr(stored, k)]
         if changed:
@@ -124,13 +123,6 @@ def _seeds(value: str | None) -> list[int] | None:
     if bad:
         raise UserError(f"--seeds takes integers, not {bad[0]!r}")
     return [int(s) for s in items]
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read training settings: {exc}") from None
 
 
 def _check_mechanisms(settings: Any) -> None:

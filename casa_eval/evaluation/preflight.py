@@ -26,6 +26,12 @@ def check_writable(directory: Path) -> None:
         raise UserError(f"output directory {directory} is not writable: {exc.strerror or exc}") from None
 
 
+def check_video(video: Path | None) -> None:
+    """A video given to stream must exist before any model loads (decoding errors come when it is read)."""
+    if video is not None and not video.is_file():
+        raise UserError(f"video {video} does not exist")
+
+
 def check_task_data(task: TaskEntry) -> str | None:
     """Why a task's data cannot be read offline (one line), or None when it can."""
     config = read_task_yaml(task.path)

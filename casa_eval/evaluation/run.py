@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from casa_eval.errors import UserError
-from casa_eval.evaluation.preflight import check_task_data, check_writable
+from casa_eval.evaluation.preflight import check_task_data, check_video, check_writable
 from casa_eval.registry import resolve_model, resolve_tasks, safe_filename, trained_models
 from casa_eval.results.schema import (
     RESULTS_FILE,
@@ -139,6 +139,7 @@ def validate_names(settings: RunSettings, *, resume: bool = False) -> None:
     if settings.output_dir is not None:
         check_writable(settings.output_dir)
         check_run_dir(settings.output_dir, resume)
+    check_video(settings.video)
     from casa_eval.models.availability import model_problems
 
     problems = [p for entry in entries for p in model_problems(

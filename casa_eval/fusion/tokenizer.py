@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import transformers
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD = "<|pad|>"
 IMAGE_START = "<|image_start|>"
@@ -97,7 +97,7 @@ def build_lab_tokenizer(corpus: list[str]) -> PreTrainedTokenizerBase:
 
 
 def _wrap_lab(tok: object) -> PreTrainedTokenizerBase:
-    fast = transformers.PreTrainedTokenizerFast(  # type: ignore[attr-defined]  # lazy attribute
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=PAD,
         additional_special_tokens=list(SPECIAL_TOKENS[1:]))
     fast.padding_side = "left"

@@ -68,6 +68,13 @@ class ProfileConfig(_Strict):
             raise ValueError("set mechanisms with `models`, not model.mechanism")
         return value
 
+    @field_validator("memory_budget")
+    @classmethod
+    def _readable_budget(cls, value: MemoryBudget | None) -> MemoryBudget | None:
+        if value is not None:
+            parse_bytes(value)  # a budget that cannot be read fails when the file is read, not at run time
+        return value
+
     @model_validator(mode="after")
     def _one_size(self) -> ProfileConfig:
         if self.scenario.visual_tokens and self.scenario.image_size:

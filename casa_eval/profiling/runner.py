@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from casa_eval.errors import UserError
+from casa_eval.evaluation.preflight import check_video
 from casa_eval.models.loading import LoadedModel, load_model, resolve_device
 from casa_eval.profiling.analysis import crossover, floor_ratios, per_turn, summarize
 from casa_eval.profiling.clocks import TurnClock
@@ -102,8 +103,7 @@ def expand_models(profile: ProfileConfig, names: list[str]) -> list[ModelVariant
 def profile_frames(profile: ProfileConfig, image_size: int, video: Path | None, turns: int) -> list[np.ndarray]:
     if video is None:
         return synthetic_frames(min(turns, 64), image_size)
-    if not video.is_file():
-        raise UserError(f"video {video} does not exist")
+    check_video(video)
     try:
         frames = list(itertools.islice(read_frames(video, fps=profile.scenario.fps, size=image_size), turns))
     except Exception as exc:  # PyAV raises its own error types for unreadable files

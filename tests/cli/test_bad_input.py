@@ -86,3 +86,73 @@ def test_rerunning_into_a_finished_run_needs_resume(default_run: Path, data_cach
     again = casa_eval("run", "--models", "zoo-text-only", "--limit", "3", "-o", str(default_run), cache=data_cache)
     assert again.returncode == 2
     assert "--resume" in _one_line_error(again)
+
+
+# Each input below once gave a traceback, a misleading name or a late failure; now one line and exit 2, before
+# any model loads (the run directories stay empty of results).
+
+
+def test_model_name_with_markup_characters(tmp_path: Path, data_cache: Path) -> None:
+    result = casa_eval("run", "--models", "zoo-[/x]", "-o", str(tmp_path / "out"), cache=data_cache)
+    assert result.returncode == 2
+    assert "unknown model 'zoo-[/x]'" in _one_line_error(result)
+
+
+def test_task_name_with_brackets_is_named_whole(tmp_path: Path, data_cache: Path) -> None:
+    result = casa_eval("run", "--tasks", "mytask[v2]", "-o", str(tmp_path / "out"), cache=data_cache)
+    assert result.returncode == 2
+    assert "unknown task 'mytask[v2]'" in _one_line_error(result)
+
+
+def test_unreadable_memory_budget_in_a_profile_fails_when_read(tmp_path: Path, data_cache: Path) -> None:
+    profile = tmp_path / "budget.yaml"
+    profile.write_text("models: [lab-casa]\nscenario: {turns: 2}\nmemory_budget: lots\n")
+    result = casa_eval("profile", "--profile", str(profile), "-o", str(tmp_path / "out"), cache=data_cache)
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert "budget.yaml: memory_budget" in line and "cannot read memory size 'lots'" in line
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_malformed_task_yaml_under_an_include_path(tmp_path: Path, data_cache: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "broken.yaml").write_text("task: [oops\n")
+    result = casa_eval("run", "--include-path", str(tmp_path / "tasks"), "--models", "lab-casa", "--tasks",
+                       "lab_coarse", "-o", str(tmp_path / "out"), cache=data_cache)
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert "broken.yaml: malformed YAML (line 2" in line
+
+
+def test_malformed_stored_settings_on_resume(tmp_path: Path, data_cache: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_settings.json").write_text('{"models": [\n')
+    result = casa_eval("run", "--resume", "-o", str(run), cache=data_cache)
+    assert result.returncode == 2
+    assert "run_settings.json: malformed run settings (line 2, column 1)" in _one_line_error(result)
+
+
+@pytest.mark.parametrize("command", [["tiny", "llava", "--out"], ["data", "pull", "casa_mme", "--to"]])
+def test_unwritable_output_of_tiny_and_data_pull(tmp_path: Path, data_cache: Path, command: list[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = casa_eval(*command, str(tmp_path / "a-file" / "out"), cache=data_cache)
+    assert result.returncode == 2
+    assert "is not writable" in _one_line_error(result)
+
+
+def test_unknown_family_is_plural_in_english(tmp_path: Path, data_cache: Path) -> None:
+    result = casa_eval("tiny", "lava", "--out", str(tmp_path / "out"), cache=data_cache)
+    assert result.returncode == 2
+    assert "unknown family 'lava'; valid families: blip2" in _one_line_error(result)
+
+
+@pytest.mark.parametrize("command", [["run", "--models", "lab-casa", "--tasks", "lab_coarse"],
+                                     ["profile", "--models", "lab-casa"]])
+def test_missing_video_is_noticed_before_any_model_loads(tmp_path: Path, data_cache: Path,
+                                                         command: list[str]) -> None:
+    result = casa_eval(*command, "--video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "out"),
+                       cache=data_cache)
+    assert result.returncode == 2
+    assert "missing.mp4 does not exist" in _one_line_error(result)
+    assert "loading" not in result.stderr + result.stdout
