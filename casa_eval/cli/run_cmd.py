@@ -88,12 +88,16 @@ def run(
     if resume:
         run_dir = output_dir or _latest_run()
         stored = run_dir / SETTINGS_FILE
-        if stored.is_file():
-            stored_settings = read_json(stored, "run settings")
-            if not isinstance(stored_settings, dict):
-                raise UserError(f"{stored}: malformed run settings (not a JSON object)")
-            base = {**stored_settings, **base}
         overrides["output_dir"] = run_dir
+        if stored.is_file():
+            kept = validate_data(RunSettings, read_json(stored, "run settings"), str(stored))
+            requested = validate_data(RunSettings, {**kept.model_dump(), **base, **overrides}, "run settings")
+            changed = [k for k in {**base, **overrides}
+                       if k != "output_dir" and getattr(requested, k) != getattr(kept, k)]
+            if changed:  # one document holds one set of settings: a resumed run is the same run
+                raise UserError(f"--resume continues {run_dir} with its stored settings; {', '.join(changed)} "
+                                "differ — drop those options, or start a new run with another --output-dir")
+            base = kept.model_dump(exclude_unset=True)
     settings = validate_data(RunSettings, {**base, **overrides}, "run settings")
     if settings.data_dir is None and os.environ.get("CASA_EVAL_DATA_DIR"):
         settings.data_dir = Path(os.environ["CASA_EVAL_DATA_DIR"])

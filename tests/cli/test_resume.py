@@ -45,7 +45,15 @@ def test_interrupted_run_resumes_to_exactly_once(tmp_path: Path, data_cache: Pat
     journaled = len(journal.read_text().splitlines())
     assert journaled == DOCS + 3  # the predictions finished before the interruption, all of them kept
 
-    resumed = casa_eval("run", "--resume", "-o", str(run), cache=data_cache)
+    # a resumed run is the same run: other settings are refused, and nothing is touched
+    changed = casa_eval("run", "--resume", "--limit", "4", "--seed", "7", "-o", str(run), cache=data_cache)
+    assert changed.returncode == 2
+    assert changed.stderr.strip().splitlines()[-1] == (
+        f"error: --resume continues {run} with its stored settings; limit, seed differ — drop those options, or "
+        "start a new run with another --output-dir")
+    assert len(journal.read_text().splitlines()) == journaled and load_results(run).status.state == "interrupted"
+    same = ["--models", "zoo-text-only,zoo-casa", "--limit", str(DOCS)]  # repeating a stored value is fine
+    resumed = casa_eval("run", "--resume", *same, "-o", str(run), cache=data_cache)
     assert resumed.returncode == 0, resumed.stderr
     final = load_results(run)
     assert final.status.state == "complete"
