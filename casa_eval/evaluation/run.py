@@ -192,14 +192,14 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
     from casa_eval.models.journal import PredictionJournal
     from casa_eval.models.loading import load_model
 
-    reporter.stage("loading lmms-eval")
-    load_lmms_eval(out / "lmms_eval.log")
-    manager = task_manager(settings.include_paths)
-    journal = PredictionJournal(out / "predictions.jsonl")
     results.files["predictions"] = "predictions.jsonl"
     results.status.state = "running"
-    results.save(out)
+    results.save(out)  # from here on an interruption leaves a run that --resume continues
     try:
+        reporter.stage("loading lmms-eval")
+        load_lmms_eval(out / "lmms_eval.log")
+        manager = task_manager(settings.include_paths)
+        journal = PredictionJournal(out / "predictions.jsonl")
         for name in settings.models:
             todo = [t for t in tasks if f"{name}|{t.name}" not in results.status.finished]
             if not todo:

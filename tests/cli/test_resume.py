@@ -63,3 +63,41 @@ def test_interrupted_run_resumes_to_exactly_once(tmp_path: Path, data_cache: Pat
     # predictions finished before the interruption were reused, not recomputed
     keys = [json.loads(line)["key"] for line in journal.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 2 * DOCS
+
+
+CTRL_C_WHILE_LOADING = """
+import sys
+from pathlib import Path
+
+from casa_eval.evaluation.run import RunSettings, SilentReporter, execute_run
+
+
+class CtrlCWhileLoading(SilentReporter):
+    def stage(self, message):
+        if message == "loading lmms-eval":
+            raise KeyboardInterrupt  # the moment a Ctrl-C lands while lmms-eval loads
+
+
+settings = RunSettings(models=["lab-text-only"], tasks=["lab_coarse"], limit=2, profile=None,
+                       output_dir=Path(sys.argv[1]))
+try:
+    execute_run(settings, reporter=CtrlCWhileLoading())
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_a_run_interrupted_while_lmms_eval_loads_can_be_resumed(tmp_path: Path, data_cache: Path) -> None:
+    run = tmp_path / "run"
+    interrupted = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LOADING, str(run)], cwd=REPO,
+                                 env=cli_env(data_cache), capture_output=True, text=True, timeout=300)
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert load_results(run).status.state == "interrupted"
+    resumed = casa_eval("run", "--resume", "-o", str(run), cache=data_cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_results(run).status.state == "complete"
+    assert [s["doc_id"] for s in _samples_of(run, "lab-text-only", "lab_coarse")] == [0, 1]
+
+
+def _samples_of(run: Path, model: str, task: str) -> list[dict]:
+    return [json.loads(line) for line in (run / "samples" / f"{model}__{task}.jsonl").read_text().splitlines()]
