@@ -28,6 +28,7 @@ from casa_eval.check.thresholds import (
     Thresholds,
 )
 from casa_eval.results.schema import RESULTS_FILE, RunResults, load_results
+from casa_eval.results.stats import t_quantile
 
 Verdict = Literal["pass", "fail", "invalid"]
 REFUSALS = ("thresholds", "run", "missing")  # kinds of invalid result that make the whole check no verdict
@@ -84,7 +85,7 @@ def run_checks(candidate: Run, thresholds: Thresholds, baseline: Run | None = No
             out += _accuracy_drop(drop, candidate, baseline)
         comparable, why = comparable_environments(candidate.results, baseline.results)
         for ratio in thresholds.efficiency_ratio:
-            out += _efficiency_ratio(ratio, rows, baseline.results.to_dataframe(), comparable, why)
+            out += _efficiency_ratio(ratio, rows, candidate.results, baseline.results, comparable, why)
     for invariant in thresholds.invariants:
         out += _invariant(invariant, candidate.results)
     return out
@@ -175,7 +176,8 @@ def _accuracy_drop(rule: AccuracyDropRule, candidate: Run, baseline: Run) -> lis
         sign = 1.0 if r.higher_is_better else -1.0
         drop = -sign * float(diff.mean())  # positive = worse
         se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        limit = max(rule.tolerance, rule.z * se)
+        multiplier = t_quantile(rule.z, len(diff) - 1) if se > 0 else 0.0  # t, not z: n may be a handful
+        limit = max(rule.tolerance, multiplier * se)
         out.append(CheckResult("accuracy_drop", subject, f"drop {drop:+.4f} (n={len(diff)}, se={se:.4f})",
                                f"<= {limit:.4f}", "fail" if drop > limit else "pass"))
     if not out:
@@ -200,14 +202,19 @@ def _not_finite(kind: str, row: Any, threshold: str) -> CheckResult:
                        "the measured value is not a finite number")
 
 
-def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, base_rows: Any, comparable: bool,
-                      why: str) -> list[CheckResult]:
+def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, candidate: RunResults, baseline: RunResults,
+                      comparable: bool, why: str) -> list[CheckResult]:
+    """Candidate / baseline, judged on the per-turn measurements behind each summary (every repeat's turns
+    in the window), not on two medians: a 95 % bootstrap interval of the ratio of medians, and a regression
+    only when the whole interval lies above `max_ratio` — noise that moves one median past the threshold
+    does not fail the gate, a shift larger than the noise does."""
     hits = _matching(rule, rows)
+    hits = hits[~hits.metric.str.endswith("_slope")]  # slopes take absolute rules (see EfficiencyRatioRule)
     threshold = f"<= {rule.max_ratio:g}x baseline"
     if hits.empty:
         return [CheckResult("efficiency_ratio", rule.label(), "no such value", threshold, "invalid",
                             "the rule matches nothing")]
-    base = {(r.model, r.task, r.metric): r.value for r in base_rows.itertuples()}
+    base = {(r.model, r.task, r.metric): r.value for r in baseline.to_dataframe().itertuples()}
     out = []
     for row in hits.itertuples():
         subject = f"{row.model} / {row.task} / {row.metric}"
@@ -224,9 +231,45 @@ def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, base_rows: Any, comp
                                    "no baseline value"))
             continue
         ratio = row.value / reference
-        out.append(CheckResult("efficiency_ratio", subject, f"{ratio:.3f}x ({row.value:.6g})", threshold,
-                               "pass" if ratio <= rule.max_ratio else "fail"))
+        ours, theirs = window_samples(candidate, row.model, row.metric), window_samples(baseline, row.model, row.metric)
+        if ours is None or theirs is None or not (ours > 0).all() or not (theirs > 0).all():
+            # one value per run (peak memory) or nothing per turn: the ratio itself is the verdict
+            out.append(CheckResult("efficiency_ratio", subject, f"{ratio:.3f}x ({row.value:.6g})", threshold,
+                                   "pass" if ratio <= rule.max_ratio else "fail"))
+            continue
+        low, high = ratio_interval(ours, theirs)
+        verdict: Verdict = "fail" if low > rule.max_ratio else "pass"
+        detail = f"the whole 95 % interval of the ratio is above {rule.max_ratio:g}" if verdict == "fail" else ""
+        out.append(CheckResult("efficiency_ratio", subject,
+                               f"{ratio:.3f}x [{low:.3f}, {high:.3f}] (n={len(ours)}/{len(theirs)})", threshold,
+                               verdict, detail))
     return out
+
+
+def window_samples(results: RunResults, model: str, metric: str) -> np.ndarray | None:
+    """Every repeat's measurement of a windowed metric (`turn_ms_last10pct`: turn_ms in the last 10 % of
+    turns, the window the summary's median is taken over); None for metrics without per-turn records."""
+    from casa_eval.profiling.analysis import WINDOW_METRICS, window_turns
+
+    name, _, which = metric.rpartition("_")
+    if results.efficiency is None or which not in ("first10pct", "last10pct") or name not in WINDOW_METRICS:
+        return None
+    records = [r for r in results.efficiency.records
+               if r.model == model and not r.oom and getattr(r, name) is not None]
+    if not records:
+        return None
+    chosen = window_turns(max(r.turn for r in records) + 1, which.removesuffix("10pct"))
+    return np.array([float(getattr(r, name)) for r in records if r.turn in chosen])
+
+
+def ratio_interval(candidate: np.ndarray, baseline: np.ndarray, *, resamples: int = 2000,
+                   seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of median(candidate) / median(baseline), each resampled on its own."""
+    rng = np.random.default_rng(seed)
+    ours = np.median(rng.choice(candidate, (resamples, len(candidate))), axis=1)
+    theirs = np.median(rng.choice(baseline, (resamples, len(baseline))), axis=1)
+    low, high = np.percentile(ours / theirs, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def _invariant(rule: InvariantRule, results: RunResults) -> list[CheckResult]:

@@ -60,12 +60,21 @@ class AbsoluteRule(Selector):
 class AccuracyDropRule(Selector):
     section: Literal["accuracy", "efficiency", "*"] = "accuracy"
     tolerance: float = Field(0.0, ge=0, description="drops up to this much always pass")
-    z: float = Field(1.96, ge=0, description="fail only beyond z paired standard errors")
+    z: float = Field(1.96, ge=0, description="fail only beyond this many paired standard errors, as a normal "
+                                             "quantile: with n pairs the gate uses Student's t quantile of the "
+                                             "same level with n - 1 degrees of freedom (4.30 for z 1.96, n 3)")
 
 
 class EfficiencyRatioRule(Selector):
     section: Literal["accuracy", "efficiency", "*"] = "efficiency"
     max_ratio: float = Field(gt=0, description="candidate / baseline must not exceed this")
+
+    @model_validator(mode="after")
+    def _not_on_slopes(self) -> EfficiencyRatioRule:
+        if self.metric.endswith("_slope"):
+            raise ValueError("a ratio of two slopes means nothing near zero; bound the slope with an absolute "
+                             "rule (max) instead")
+        return self
 
 
 InvariantName = Literal["kv_bytes_match_analytic", "kv_growth_matches_mechanism", "accuracy_matches_lmms_eval"]

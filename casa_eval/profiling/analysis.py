@@ -27,11 +27,16 @@ def per_turn(records: Sequence[dict[str, Any]], metric: str) -> np.ndarray:
     return np.array([np.median(v) if v else np.nan for v in values])
 
 
+def window_turns(n: int, which: str, fraction: float = 0.1) -> range:
+    """The turns of the first or last `fraction` of n turns (at least one)."""
+    k = max(1, math.ceil(n * fraction))
+    return range(k) if which == "first" else range(n - k, n)
+
+
 def window(series: np.ndarray, which: str, fraction: float = 0.1) -> float:
     """Median of the first or last `fraction` of a per-turn series (at least one turn)."""
-    n = len(series)
-    k = max(1, math.ceil(n * fraction))
-    part = series[:k] if which == "first" else series[n - k:]
+    chosen = window_turns(len(series), which, fraction)
+    part = series[chosen.start:chosen.stop]
     part = part[~np.isnan(part)]
     return float(np.median(part)) if part.size else float("nan")
 

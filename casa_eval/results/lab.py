@@ -27,6 +27,7 @@ from pydantic import Field
 
 from casa_eval.data.lab.tasks import LAB_TASKS
 from casa_eval.results.record import ResultRecord
+from casa_eval.results.stats import t_quantile
 
 Z95 = 1.959963984540054
 MIN_GAP = 0.05  # insertion - cross_attention below this: "gap closed" is not defined
@@ -122,12 +123,6 @@ def _items(by_seed: dict[int, dict[int, float]]) -> tuple[list[int], np.ndarray]
     return docs, np.array([[by_seed[seed][d] for d in docs] for seed in sorted(by_seed)])
 
 
-def _t95(k: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, k - 1))
-
-
 def _cell(base: str, mechanism: str, task: str, by_seed: dict[int, dict[int, float]]) -> LabCell:
     spec = LAB_TASKS[task]
     _, matrix = _items(by_seed)
@@ -141,7 +136,7 @@ def _cell(base: str, mechanism: str, task: str, by_seed: dict[int, dict[int, flo
         half = Z95 * float(per_item.std(ddof=1)) / math.sqrt(n)
         low, high = max(0.0, mean - half), min(1.0, mean + half)
     sd = float(per_seed.std(ddof=1)) if k > 1 else None
-    half_seed = _t95(k) * sd / math.sqrt(k) if sd is not None else None
+    half_seed = t_quantile(Z95, k - 1) * sd / math.sqrt(k) if sd is not None else None
     return LabCell(model=base, mechanism=mechanism, task=task, family=spec.family, difficulty=spec.difficulty,
                    chance=spec.chance, seeds=sorted(by_seed), accuracy=mean, item_ci_low=low, item_ci_high=high,
                    seed_sd=sd, seed_ci_low=None if half_seed is None else mean - half_seed,
@@ -164,7 +159,7 @@ def _paired(model: str, reference: str, task: str, ours: dict[int, dict[int, flo
     mean = float(diff.mean())
     if len(seeds) > 1:
         per_seed = diff.mean(1)
-        half, over = _t95(len(seeds)) * float(per_seed.std(ddof=1)) / math.sqrt(len(seeds)), "seeds"
+        half, over = t_quantile(Z95, len(seeds) - 1) * float(per_seed.std(ddof=1)) / math.sqrt(len(seeds)), "seeds"
     else:
         half, over = Z95 * float(diff[0].std(ddof=1)) / math.sqrt(len(docs)), "items"
     return PairedComparison(model=model, reference=reference, task=task, difference=mean, ci_low=mean - half,

@@ -1,4 +1,4 @@
-"""Uncertainty of a mean over per-sample scores."""
+"""Uncertainty of a mean over per-sample scores, and the small-sample quantiles it needs."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def mean_with_uncertainty(values: Sequence[float], *, resamples: int = 2000, see
     boot = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
     low, high = np.quantile(boot, [0.025, 0.975])
     return mean, stderr, float(low), float(high)
+
+
+def t_quantile(z: float, dof: int) -> float:
+    """Student's t quantile with `dof` degrees of freedom at the two-sided level that `z` has for a normal
+    (z = 1.96 -> 95 %): the multiplier of a standard error estimated from dof + 1 values."""
+    from scipy.stats import norm, t
+
+    return float(t.ppf(norm.cdf(z), dof)) if dof >= 1 else float("inf")

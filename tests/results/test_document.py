@@ -31,7 +31,8 @@ def test_a_nan_metric_is_stored_loads_back_and_the_gate_calls_it_invalid(default
     first = loaded.accuracy[0]
     checks = run_checks(Run.load(run), Thresholds.model_validate(
         {"absolute": [{"model": first.model, "task": first.task, "metric": first.metric, "min": 0.0}]}))
-    assert [c.verdict for c in checks] == ["invalid"] and checks[0].detail == "the measured value is not a finite number"
+    assert [c.verdict for c in checks] == ["invalid"]
+    assert checks[0].detail == "the measured value is not a finite number"
     assert exit_code(checks) == 2
 
 
@@ -58,7 +59,7 @@ def test_another_major_schema_is_refused_in_one_line(default_run: Path, tmp_path
     data = json.loads((run / "results.json").read_text())
     data["schema_version"] = version
     (run / "results.json").write_text(json.dumps(data))
-    with pytest.raises(SchemaVersionError, match="this casa-eval reads 1.x"):
+    with pytest.raises(SchemaVersionError, match=r"this casa-eval reads 1\.x"):
         load_results(run)
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text("version: 1\nabsolute: [{metric: accuracy, min: 0}]\n")
