@@ -193,7 +193,10 @@ def comparable_environments(a: RunResults, b: RunResults) -> tuple[bool, str]:
     if a.efficiency is None or b.efficiency is None:
         return False, "a run has no efficiency section"
     if a.efficiency.profile_config != b.efficiency.profile_config:
-        return False, "different profiles"
+        return False, "different profiles (or turns / repeats)"
+    videos = [None if s.video is None else Path(s.video).name for s in (a.efficiency, b.efficiency)]
+    if videos[0] != videos[1]:  # by file name: a cache directory differs between machines, the clip does not
+        return False, f"different videos streamed ({videos[0]} vs {videos[1]})"
     return True, ""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from casa_eval.cli.console import console, make_progress, say, table
+from casa_eval.cli.console import console, error, make_progress, say, table
 from casa_eval.errors import UserError
 
 
@@ -35,16 +37,34 @@ def profile(
     cross_attention_cache: Annotated[str, typer.Option(help="mllama (gated-xattn): 'append' keeps every image's "
                                                        "cross-attention K/V as transformers does, 'replace' only "
                                                        "the latest image's.")] = "append",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted profile in --output-dir with its stored "
+                                         "settings: finished turns are kept, the missing ones measured.")] = False,
 ) -> None:
     """Time and memory per turn of a streaming conversation, for every model, side by side."""
     from casa_eval._env import prepare_environment
 
     prepare_environment()
     from casa_eval.evaluation.preflight import check_video, check_writable
-    from casa_eval.profiling.profile_config import resolve_profile_config
+    from casa_eval.profiling.profile_config import ProfileConfig, resolve_profile_config
+    from casa_eval.profiling.runner import TURN_JOURNAL
     from casa_eval.registry import resolve_model, split_model_paths, split_names
 
-    config = resolve_profile_config(profile, memory_budget=memory_budget)  # light checks first
+    options: dict[str, Any] = {"profile": profile, "models": models, "turns": turns, "repeats": repeats,
+               "video": None if video is None else str(video.resolve()), "memory_budget": memory_budget,
+               "device": device, "seed": seed, "trained": None if trained is None else str(trained.resolve()),
+               "trust_remote_code": trust_remote_code, "cross_attention_cache": cross_attention_cache}
+    stored_config: dict[str, Any] | None = None
+    if resume:
+        if output_dir is None:
+            raise UserError("--resume needs --output-dir: the directory of the interrupted profile")
+        options, stored_config = _stored_settings(output_dir, options)
+        profile, models, turns, repeats = options["profile"], options["models"], options["turns"], options["repeats"]
+        video = None if options["video"] is None else Path(options["video"])
+        memory_budget, device, seed = options["memory_budget"], options["device"], options["seed"]
+        trained = None if options["trained"] is None else Path(options["trained"])
+        trust_remote_code, cross_attention_cache = options["trust_remote_code"], options["cross_attention_cache"]
+    config = (ProfileConfig.model_validate(stored_config) if stored_config is not None
+              else resolve_profile_config(profile, memory_budget=memory_budget))  # light checks first
     check_video(video)
     if cross_attention_cache not in ("append", "replace"):
         raise UserError(f"--cross-attention-cache must be 'append' or 'replace', not {cross_attention_cache!r}")
@@ -78,17 +98,24 @@ def profile(
 
     target = str(resolve_device(device or config.device))
     results = new_profile_results(target, seed)
+    if not resume:  # a new profile: turns journaled by an earlier one in this directory are not its own
+        (out / TURN_JOURNAL).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PROFILE_SETTINGS).write_text(json.dumps({**options, "config": config.model_dump(mode="json")},
+                                                   indent=2) + "\n")
     with make_progress() as progress:
         reporter = ProfileProgress(progress)
         try:
             add_profile(results, out, config, names, reporter=reporter, turns=turns, repeats=repeats, video=video,
                         device=target, seed=seed, checkpoints=paths, trust_remote_code=trust_remote_code,
-                        cross_attention_cache=cross_attention_cache)
+                        cross_attention_cache=cross_attention_cache, journal=out / TURN_JOURNAL)
         except KeyboardInterrupt:
             progress.stop()
             results.status.state = "interrupted"
             results.save(out)
-            raise
+            error(f"interrupted; finished turns are kept in {out / TURN_JOURNAL}. Continue with: "
+                  f"casa-eval profile --resume --output-dir {out}")
+            raise typer.Exit(130) from None
     assert results.efficiency is not None
     results.config.models = results.efficiency.model_records
     results.status.state = "complete"
@@ -97,6 +124,28 @@ def profile(
     print_profile_summary(results.efficiency)
     say(f"results: [bold]{escape(str(out / 'results.json'))}[/]  per-turn records: "
         f"[bold]{escape(str(out / 'turns.csv'))}[/]")
+
+
+PROFILE_SETTINGS = "profile_settings.json"
+
+
+def _stored_settings(out: Path, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options and resolved profile a profile in `out` started with; an option given now that differs
+    from them is refused in one line (one document holds one set of settings)."""
+    from casa_eval.config import read_json
+
+    path = out / PROFILE_SETTINGS
+    if not path.is_file():
+        raise UserError(f"nothing to resume in {out} (no {PROFILE_SETTINGS})")
+    stored = read_json(path, "profile settings")
+    if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict) or not given.keys() <= stored.keys():
+        raise UserError(f"{path}: malformed profile settings; start a new profile with another --output-dir")
+    defaults = {name: p.default for name, p in inspect.signature(profile).parameters.items()}
+    changed = [k for k, v in given.items() if v != defaults[k] and v != stored[k]]
+    if changed:
+        raise UserError(f"--resume continues {out} with its stored settings; {', '.join(changed)} differ — drop "
+                        "those options, or start a new profile with another --output-dir")
+    return {k: stored[k] for k in given}, stored["config"]
 
 
 class ProfileProgress:

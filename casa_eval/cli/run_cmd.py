@@ -158,6 +158,7 @@ def _streaming_step(settings: Any) -> Any:
     def step(progress: Any) -> Any:
         def run_profile(results: Any, out: Path) -> None:
             from casa_eval.cli.profile_cmd import ProfileProgress
+            from casa_eval.profiling.runner import TURN_JOURNAL
             from casa_eval.profiling.video import demo_video
 
             video = settings.video or demo_video()
@@ -165,7 +166,7 @@ def _streaming_step(settings: Any) -> Any:
                         device=settings.device if settings.device != "auto" else None,
                         checkpoints=settings.checkpoints, seed=settings.seed,
                         trust_remote_code=settings.trust_remote_code,
-                        cross_attention_cache=settings.cross_attention_cache)
+                        cross_attention_cache=settings.cross_attention_cache, journal=out / TURN_JOURNAL)
             results.save(out)
 
         return run_profile

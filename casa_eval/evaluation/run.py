@@ -6,9 +6,12 @@ The run directory holds::
     predictions.jsonl            every finished generation, appended as batches finish (the resume journal)
     samples/MODEL__TASK.jsonl    scored per-sample records, written when a model x task completes
     lmms_eval.log                lmms-eval's own log
+    turns.partial.jsonl          every finished streaming turn, appended as it finishes (the profile's journal)
+    turns.csv                    the streaming profile's per-turn records, written when it completes
 
 Resuming skips finished model x task pairs and, inside an unfinished one, every prediction already in the
-journal, so each sample ends up scored exactly once.
+journal, so each sample ends up scored exactly once; an interrupted streaming profile keeps its journaled
+turns and measures only the missing ones.
 """
 
 from __future__ import annotations
@@ -183,6 +186,10 @@ def execute_run(settings: RunSettings, *, run_id: str | None = None, resume: boo
     check_run_dir(out, resume)
     tasks = resolve_tasks(settings.tasks, extra=settings.include_paths)
     results = _open_results(out, run_id, settings, resume)
+    if not resume:  # a new run: streaming turns journaled by an earlier one here are not its own
+        from casa_eval.profiling.runner import TURN_JOURNAL
+
+        (out / TURN_JOURNAL).unlink(missing_ok=True)
     (out / SETTINGS_FILE).write_text(settings.model_dump_json(indent=2, exclude={"output_dir"}) + "\n")
     if on_start is not None:
         on_start(out)

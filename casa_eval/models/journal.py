@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from casa_eval.results.append_log import AppendLog
 
 
 def prediction_key(fingerprint: str, task: str, doc_id: int, prompt: str, gen_kwargs: dict[str, Any]) -> str:
@@ -23,23 +24,8 @@ def prediction_key(fingerprint: str, task: str, doc_id: int, prompt: str, gen_kw
 class PredictionJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._records: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            self._repair()
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a damaged line; its sample is simply recomputed
-                self._records[record["key"]] = record
-
-    def _repair(self) -> None:
-        """Cut a torn last line (no newline after it): its sample is recomputed, and what is appended next
-        stays a line of its own."""
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        self._log = AppendLog(path)
+        self._records = {r["key"]: r for r in self._log.read() if "key" in r}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -48,12 +34,5 @@ class PredictionJournal:
         return self._records.get(key)
 
     def append(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
-                self._records[record["key"]] = record
-            f.flush()
-            os.fsync(f.fileno())
+        self._log.append(records)
+        self._records.update((r["key"], r) for r in records)

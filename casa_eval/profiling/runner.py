@@ -2,7 +2,10 @@
 
 Per model: a discarded warm-up session, then `repeats` measured sessions of `turns` turns; an
 out-of-memory turn (a real `torch.OutOfMemoryError` on GPU, the state budget on CPU) is recorded and that
-model stops while the others go on. Two schedules:
+model stops while the others go on. Each finished turn is appended to a journal (`turns.partial.jsonl`) as
+it finishes; a profile started again on the same journal keeps those turns and measures only the missing
+ones — an interrupted session is replayed unmeasured up to where it stopped (greedy decoding on the same
+inputs reaches the same state), then measured again from there. Two schedules:
 
 * interleaved (CPU default): all models are loaded and take turns — turn t of every model runs back to
   back — so slow drifts of a shared machine hit every mechanism alike and ratios stay honest;
@@ -33,10 +36,12 @@ from casa_eval.profiling.memory import MemorySampler
 from casa_eval.profiling.profile_config import ProfileConfig
 from casa_eval.profiling.session_loop import SessionContext, TurnRunner, Workload
 from casa_eval.profiling.video import read_frames, synthetic_frames
+from casa_eval.results.append_log import AppendLog
 from casa_eval.results.efficiency import Crossover, EfficiencySection, ModelEfficiency, ModelRecord, TurnRecord
 
 FLOOR = "zoo-text-only"
 TURNS_FILE = "turns.csv"
+TURN_JOURNAL = "turns.partial.jsonl"  # every finished turn, appended as it finishes (the resume journal)
 
 
 class ProfileReporter(Protocol):
@@ -133,12 +138,15 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
                    repeats: int | None = None, video: Path | None = None, device: str | None = None,
                    checkpoints: dict[str, Path] | None = None, seed: int = 0,
                    reporter: ProfileReporter | None = None, trust_remote_code: bool = False,
-                   cross_attention_cache: str = "append",
+                   cross_attention_cache: str = "append", journal: Path | None = None,
                    loader: Callable[..., LoadedModel] = load_model) -> EfficiencySection:
-    """Run the profile for every model and return the efficiency section (records, summaries, models)."""
+    """Run the profile for every model and return the efficiency section (records, summaries, models).
+    With `journal`, turns already in it are kept and every newly finished turn is appended to it."""
     reporter = reporter or SilentProfileReporter()
     turns = turns or profile.scenario.turns
     repeats = repeats or profile.scenario.repeats
+    log = AppendLog(journal) if journal is not None else None
+    done = _journaled(log, turns, repeats) if log is not None else {}
     target = resolve_device(device or profile.device)
     schedule = resolve_schedule(profile.schedule, target)
     dims = zoo_dimensions(profile)
@@ -174,7 +182,8 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
         for group in groups:
             prepared = [prepare(v) for v in group]
             assert workload is not None
-            records.update(_measure(prepared, workload, turns, repeats, profile.scenario.warmup_turns, reporter))
+            records.update(_measure(prepared, workload, turns, repeats, profile.scenario.warmup_turns, reporter,
+                                    done=done, save=log.append if log is not None else None))
             for p in prepared:
                 finish(p)
             del prepared
@@ -183,8 +192,10 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
                 torch.cuda.empty_cache()
     flat = [r for v in variants for r in records[v.name]]
     summaries = _with_floor_ratios(summaries, flat)
+    ran = profile.model_copy(update={"scenario": profile.scenario.model_copy(update={"turns": turns,
+                                                                                     "repeats": repeats})})
     return EfficiencySection(
-        profile=profile.name, model_records=model_records, profile_config=profile.model_dump(mode="json"),
+        profile=profile.name, model_records=model_records, profile_config=ran.model_dump(mode="json"),
         device=str(target), schedule=schedule, video=None if video is None else str(video), models=summaries,
         crossovers=_crossovers(summaries, flat), turns_file=TURNS_FILE,
         records=[TurnRecord.model_validate(_finite(r)) for r in flat])
@@ -206,16 +217,36 @@ def _prepared(loaded: LoadedModel, variant: ModelVariant, profile: ProfileConfig
     return _Prepared(variant=variant, loaded=loaded, ctx=ctx, gpu_fraction=fraction)
 
 
+def _journaled(log: AppendLog, turns: int, repeats: int) -> dict[str, list[dict[str, Any]]]:
+    """The journal's turns per model, in (repeat, turn) order, each once; a journal written with other
+    turns or repeats is not this profile's."""
+    by_model: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
+    for record in log.read():
+        if not {"model", "repeat", "turn"} <= record.keys():
+            continue
+        if record["repeat"] >= repeats or record["turn"] >= turns:
+            raise UserError(f"{log.path}: turn {record['turn']} of repeat {record['repeat']} does not fit "
+                            f"{turns} turns x {repeats} repeats; this journal belongs to another profile")
+        by_model.setdefault(record["model"], {})[(record["repeat"], record["turn"])] = record
+    return {name: [rows[k] for k in sorted(rows)] for name, rows in by_model.items()}
+
+
 def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats: int, warmup_turns: int,
-             reporter: ProfileReporter) -> dict[str, list[dict[str, Any]]]:
+             reporter: ProfileReporter, *, done: dict[str, list[dict[str, Any]]] | None = None,
+             save: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Warm every model up (discarded), then `repeats` sessions of `turns` turns; within a repeat the models
-    take turns (one model alone = the sequential schedule). A model that runs out of memory stops there."""
-    out: dict[str, list[dict[str, Any]]] = {p.variant.name: [] for p in prepared}
+    take turns (one model alone = the sequential schedule). A model that runs out of memory stops there.
+    Turns in `done` are kept, not measured again; every new record goes to `save` as soon as it exists."""
+    done = done or {}
+    out: dict[str, list[dict[str, Any]]] = {p.variant.name: list(done.get(p.variant.name, [])) for p in prepared}
+    finished = {(r["model"], r["repeat"], r["turn"]) for rows in out.values() for r in rows}
+    stopped = {r["model"] for rows in out.values() for r in rows if r["oom"]}
+    complete = {name for name, rows in out.items() if len(rows) == turns * repeats} | stopped
     if len({p.gpu_fraction for p in prepared}) == 1 and prepared[0].gpu_fraction is not None:
         torch.cuda.set_per_process_memory_fraction(min(prepared[0].gpu_fraction, 1.0), prepared[0].ctx.device)
     try:
         for p in prepared:
-            if warmup_turns:
+            if warmup_turns and p.variant.name not in complete:
                 reporter.stage(f"warming up {p.variant.name}")
                 warm = TurnRunner(p.ctx, workload, name=p.variant.name, repeat=-1)
                 for _ in range(warmup_turns):
@@ -224,15 +255,22 @@ def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats:
                 warm.close()
         for p in prepared:
             reporter.model_started(p.variant.name, turns * repeats)
-        stopped: set[str] = set()
+            for _ in out[p.variant.name]:
+                reporter.turn_done(p.variant.name)
         for repeat in range(repeats):
-            runners = [TurnRunner(p.ctx, workload, name=p.variant.name, repeat=repeat) for p in prepared
-                       if p.variant.name not in stopped]
-            for _ in range(turns):
+            pending = [p for p in prepared if p.variant.name not in stopped
+                       and any((p.variant.name, repeat, t) not in finished for t in range(turns))]
+            runners = [TurnRunner(p.ctx, workload, name=p.variant.name, repeat=repeat) for p in pending]
+            for turn in range(turns):
                 for runner in runners:
                     if runner.done:
                         continue
+                    if (runner.name, repeat, turn) in finished:
+                        runner.step()  # replayed unmeasured: the session reaches the state it had
+                        continue
                     record = runner.step()
+                    if save is not None:
+                        save([_finite(record)])
                     out[runner.name].append(record)
                     if record["oom"]:
                         stopped.add(runner.name)  # every repeat would run out at the same turn
@@ -240,6 +278,8 @@ def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats:
                         reporter.turn_done(runner.name)
             for runner in runners:
                 runner.close()
+        for rows in out.values():
+            rows.sort(key=lambda r: (r["repeat"], r["turn"]))
     finally:
         if prepared[0].gpu_fraction is not None:
             torch.cuda.set_per_process_memory_fraction(1.0, prepared[0].ctx.device)
