@@ -44,6 +44,7 @@ def profile(
     from casa_eval._env import prepare_environment
 
     prepare_environment()
+    from casa_eval.config import validate_data
     from casa_eval.evaluation.preflight import check_video, check_writable
     from casa_eval.profiling.profile_config import ProfileConfig, resolve_profile_config
     from casa_eval.profiling.runner import TURN_JOURNAL
@@ -63,7 +64,8 @@ def profile(
         memory_budget, device, seed = options["memory_budget"], options["device"], options["seed"]
         trained = None if options["trained"] is None else Path(options["trained"])
         trust_remote_code, cross_attention_cache = options["trust_remote_code"], options["cross_attention_cache"]
-    config = (ProfileConfig.model_validate(stored_config) if stored_config is not None
+    config = (validate_data(ProfileConfig, stored_config, str(output_dir / PROFILE_SETTINGS))
+              if stored_config is not None and output_dir is not None
               else resolve_profile_config(profile, memory_budget=memory_budget))  # light checks first
     check_video(video)
     if cross_attention_cache not in ("append", "replace"):

@@ -98,12 +98,12 @@ def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str
 
 def _training_record(directory: Path) -> dict[str, Any] | None:
     """The checkpoint's training record without what the model record already holds (its config)."""
-    path = directory / "training_record.json"
-    if not path.is_file():
+    from casa_eval.training.record import load_record
+
+    record = load_record(directory)  # a damaged record is one line naming it
+    if record is None:
         return None
-    record = json.loads(path.read_text())
-    record.pop("config", None)
-    return dict(record)
+    return record.model_dump(mode="json", exclude={"config"})
 
 
 def _load_real(entry: ModelEntry, path: str | None, *, device: torch.device, dtype: str | None,

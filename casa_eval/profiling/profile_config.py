@@ -8,6 +8,8 @@ Q-Former with Q in {32, 64, 128, 256}).
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +82,46 @@ class ProfileConfig(_Strict):
         if self.scenario.visual_tokens and self.scenario.image_size:
             raise ValueError("give scenario.visual_tokens or scenario.image_size, not both")
         return self
+
+    @model_validator(mode="after")
+    def _valid_zoo_models(self) -> ProfileConfig:
+        """The zoo dimensions (and every sweep combination) make valid models: checked when the file is read,
+        not when the first model loads."""
+        from pydantic import ValidationError
+
+        from casa_eval.fusion._config import FusionConfig
+
+        dims = self.zoo_dimensions()
+        keys = list(self.sweep)
+        for values in itertools.product(*(self.sweep[k] for k in keys)):
+            try:
+                FusionConfig.model_validate({**dims, **dict(zip(keys, values, strict=True)), "mechanism": "text_only"})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"model.{where}: {first['msg']}") from None
+        return self
+
+    def zoo_dimensions(self) -> dict[str, Any]:
+        """The zoo FusionConfig fields, with the vision tower sized for the scenario's frames."""
+        dims = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.model.items()}
+        raw = dims.get("vision", {})
+        if not isinstance(raw, dict):
+            raise ValueError("model.vision must be a mapping of vision tower fields")
+        vision = dict(raw)
+        scenario = self.scenario
+        if scenario.visual_tokens:
+            side = math.isqrt(scenario.visual_tokens)
+            if side * side != scenario.visual_tokens:
+                raise ValueError("scenario.visual_tokens must be a perfect square")
+            vision["image_size"] = side * vision.get("patch_size", 8) * vision.get("merge", 1)
+        elif scenario.image_size:
+            vision["image_size"] = scenario.image_size
+        if vision:
+            dims["vision"] = vision
+        dims["dtype"] = self.dtype
+        dims["attention_backend"] = self.attention_backend
+        return dims
 
     def budget_bytes(self) -> int | None:
         return None if self.memory_budget is None else parse_bytes(self.memory_budget)

@@ -74,21 +74,7 @@ class ModelVariant:
 
 def zoo_dimensions(profile: ProfileConfig) -> dict[str, Any]:
     """The profile's zoo FusionConfig fields, with the vision tower sized for the scenario's frames."""
-    dims = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.model.items()}
-    vision = dict(dims.get("vision", {}))
-    scenario = profile.scenario
-    if scenario.visual_tokens:
-        side = math.isqrt(scenario.visual_tokens)
-        if side * side != scenario.visual_tokens:
-            raise UserError(f"profile {profile.name}: scenario.visual_tokens must be a perfect square")
-        vision["image_size"] = side * vision.get("patch_size", 8) * vision.get("merge", 1)
-    elif scenario.image_size:
-        vision["image_size"] = scenario.image_size
-    if vision:
-        dims["vision"] = vision
-    dims["dtype"] = profile.dtype
-    dims["attention_backend"] = profile.attention_backend
-    return dims
+    return profile.zoo_dimensions()
 
 
 def expand_models(profile: ProfileConfig, names: list[str]) -> list[ModelVariant]:

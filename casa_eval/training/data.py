@@ -115,7 +115,10 @@ def _row(raw: Any, where: str, folder: Path) -> dict[str, Any]:
     for name in images:
         if not (folder / name).is_file():
             raise UserError(f"{where}: image {name!r} not found in {folder}")
-    question, answer = raw.get("question"), raw.get("answer", (raw.get("answers") or [None])[0])
+    answers = raw.get("answers")
+    if "answers" in raw and (not isinstance(answers, list) or not answers):
+        raise UserError(f"{where}: 'answers' must be a non-empty list of strings (or 'answer' one string)")
+    question, answer = raw.get("question"), raw["answer"] if "answer" in raw else (answers or [None])[0]
     if not isinstance(question, str) or not question.strip():
         raise UserError(f"{where}: 'question' must be a non-empty string")
     if not isinstance(answer, str) or not answer.strip():

@@ -50,5 +50,8 @@ class TrainingRecord(BaseModel):
 
 
 def load_record(directory: Path) -> TrainingRecord | None:
+    """The training record in `directory` (None if there is none); a damaged one is one line naming it."""
+    from casa_eval.config import read_json, validate_data
+
     path = directory / RECORD_FILE
-    return TrainingRecord.model_validate_json(path.read_text()) if path.is_file() else None
+    return validate_data(TrainingRecord, read_json(path, "training record"), str(path)) if path.is_file() else None
