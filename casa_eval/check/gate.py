@@ -30,7 +30,7 @@ from casa_eval.check.thresholds import (
 from casa_eval.results.schema import RESULTS_FILE, RunResults, load_results
 from casa_eval.results.stats import t_quantile
 
-Verdict = Literal["pass", "fail", "invalid"]
+Verdict = Literal["pass", "fail", "invalid", "skip"]  # skip: not judged, by the thresholds' choice
 REFUSALS = ("thresholds", "run", "missing")  # kinds of invalid result that make the whole check no verdict
 
 
@@ -84,8 +84,10 @@ def run_checks(candidate: Run, thresholds: Thresholds, baseline: Run | None = No
         for drop in thresholds.accuracy_drop:
             out += _accuracy_drop(drop, candidate, baseline)
         comparable, why = comparable_environments(candidate.results, baseline.results)
+        other_machine = candidate.results.environment.fingerprint != baseline.results.environment.fingerprint
+        skip = other_machine and thresholds.other_hardware == "skip"
         for ratio in thresholds.efficiency_ratio:
-            out += _efficiency_ratio(ratio, rows, candidate.results, baseline.results, comparable, why)
+            out += _efficiency_ratio(ratio, rows, candidate.results, baseline.results, comparable, why, skip=skip)
     for invariant in thresholds.invariants:
         out += _invariant(invariant, candidate.results)
     return out
@@ -206,7 +208,7 @@ def _not_finite(kind: str, row: Any, threshold: str) -> CheckResult:
 
 
 def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, candidate: RunResults, baseline: RunResults,
-                      comparable: bool, why: str) -> list[CheckResult]:
+                      comparable: bool, why: str, *, skip: bool = False) -> list[CheckResult]:
     """Candidate / baseline, judged on the per-turn measurements behind each summary (every repeat's turns
     in the window), not on two medians: a 95 % bootstrap interval of the ratio of medians, and a regression
     only when the whole interval lies above `max_ratio` — noise that moves one median past the threshold
@@ -225,8 +227,9 @@ def _efficiency_ratio(rule: EfficiencyRatioRule, rows: Any, candidate: RunResult
             out.append(_not_finite("efficiency_ratio", row, threshold))
             continue
         if not comparable:
-            out.append(CheckResult("efficiency_ratio", subject, f"{row.value:.6g}", threshold, "invalid",
-                                   f"not comparable: {why}"))
+            out.append(CheckResult("efficiency_ratio", subject, f"{row.value:.6g}", threshold,
+                                   "skip" if skip else "invalid",
+                                   f"not comparable: {why}" + ("; skipped (other_hardware: skip)" if skip else "")))
             continue
         reference = base.get((row.model, row.task, row.metric))
         if reference is None or reference == 0 or not math.isfinite(reference):

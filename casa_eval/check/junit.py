@@ -11,7 +11,8 @@ from casa_eval.check.gate import CheckResult
 def write_junit(results: list[CheckResult], path: Path) -> None:
     suite = ET.Element("testsuite", name="casa-eval check", tests=str(len(results)),
                        failures=str(sum(r.verdict == "fail" for r in results)),
-                       errors=str(sum(r.verdict == "invalid" for r in results)))
+                       errors=str(sum(r.verdict == "invalid" for r in results)),
+                       skipped=str(sum(r.verdict == "skip" for r in results)))
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"casa_eval.{r.kind}", name=r.subject)
         message = f"value {r.value}, threshold {r.threshold}" + (f": {r.detail}" if r.detail else "")
@@ -19,6 +20,8 @@ def write_junit(results: list[CheckResult], path: Path) -> None:
             ET.SubElement(case, "failure", message=message)
         elif r.verdict == "invalid":
             ET.SubElement(case, "error", message=message)
+        elif r.verdict == "skip":
+            ET.SubElement(case, "skipped", message=message)
         else:
             ET.SubElement(case, "system-out").text = message
     root = ET.Element("testsuites")

@@ -91,3 +91,6 @@ class Thresholds(_Strict):
     accuracy_drop: list[AccuracyDropRule] = Field(default_factory=list)
     efficiency_ratio: list[EfficiencyRatioRule] = Field(default_factory=list)
     invariants: list[InvariantRule] = Field(default_factory=list)
+    other_hardware: Literal["refuse", "skip"] = Field(
+        "refuse", description="efficiency ratios against a baseline from another machine or environment: 'refuse' "
+                              "(invalid, exit 2) or 'skip' (not judged, the reason printed; accuracy still is)")

@@ -13,7 +13,7 @@ from casa_eval.cli.console import console, say, table
 from casa_eval.errors import UserError
 
 INTERNAL_ERROR = 3
-_STYLE = {"pass": "green", "fail": "bold red", "invalid": "yellow"}
+_STYLE = {"pass": "green", "fail": "bold red", "invalid": "yellow", "skip": "dim"}
 
 
 def check(
@@ -46,8 +46,10 @@ def check(
     if junit is not None:
         write_junit(checks, junit)
     code = exit_code(checks)
-    counts = {v: sum(c.verdict == v for c in checks) for v in ("pass", "fail", "invalid")}
+    counts = {v: sum(c.verdict == v for c in checks) for v in ("pass", "fail", "invalid", "skip")}
     summary = f"{counts['pass']} passed, {counts['fail']} regressed, {counts['invalid']} invalid"
+    if counts["skip"]:
+        summary += f", {counts['skip']} skipped"
     if code == 0:
         say(f"[green]check passed[/]: {summary}")
     else:
