@@ -37,8 +37,44 @@ def test_paper_profiles_match_the_published_setup() -> None:
         assert profile.scenario.turns == turns
         config = FusionConfig.model_validate({**zoo_dimensions(profile), "mechanism": "casa"})
         assert config.num_image_tokens == 1024  # 896 px / 14 / 2 = 32 -> 32 x 32
-    assert (two_b.model["backbone"]["hidden_size"], two_b.model["backbone"]["num_layers"]) == (2560, 24)
+    assert (two_b.model["backbone"]["hidden_size"], two_b.model["backbone"]["num_layers"]) == (2048, 28)
     assert (three_b.model["backbone"]["hidden_size"], three_b.model["backbone"]["num_layers"]) == (2048, 36)
+
+
+# Kyutai's README table (kyutai-labs/casa, "Streaming Inference Speed", one H100, bf16): the insertion model
+# Helium1-VL-2B after 256 and 512 turns — cached tokens, peak allocated GiB.
+KYUTAI_INSERTION = {256: (266_773, 34.2), 512: (533_525, 63.2)}
+
+
+def _weights_and_kv_per_token(name: str) -> tuple[int, int]:
+    """bf16 weight bytes of the zoo insertion model at a profile's dimensions (counted on the meta device, no
+    memory used) and its analytic KV bytes per cached token."""
+    import torch
+
+    from casa_eval.fusion import FusionModel
+    from casa_eval.streaming.kv import analytic_kv_bytes
+
+    config = FusionConfig.model_validate({**zoo_dimensions(load_profile(available_profiles()[name])),
+                                          "mechanism": "insertion"})
+    with torch.device("meta"):
+        model = FusionModel(config)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    backbone = config.backbone
+    per_token = analytic_kv_bytes(layers=backbone.num_layers, kv_heads=backbone.num_kv_heads,
+                                  head_dim=backbone.extra.get("head_dim", backbone.hidden_size // backbone.num_heads),
+                                  tokens=1, batch=1, dtype_bytes=2)
+    return weights, per_token
+
+
+def test_paper_2b_lands_on_kyutais_published_memory() -> None:
+    weights, per_token = _weights_and_kv_per_token("paper-2b")
+    (tokens_256, gib_256), (tokens_512, gib_512) = KYUTAI_INSERTION[256], KYUTAI_INSERTION[512]
+    growth = (gib_512 - gib_256) * 2**30 / (tokens_512 - tokens_256)  # 114 KiB per token
+    assert per_token == 112 * 2**10 and abs(per_token / growth - 1) < 0.03
+    total_gib = (weights + per_token * tokens_256) / 2**30
+    print(f"paper-2b at 256 turns: weights {weights / 2**30:.2f} GiB + KV {per_token * tokens_256 / 2**30:.2f} GiB "
+          f"= {total_gib:.2f} GiB; Kyutai: {gib_256} GiB")
+    assert abs(total_gib / gib_256 - 1) <= 0.10
 
 
 def test_cpu_long_meets_the_brief() -> None:
