@@ -47,7 +47,8 @@ def export_kyutai(model: FusionModel, out: Path) -> Path:
     exported = CasaZooModel(config)
     exported.zoo.load_state_dict(model.state_dict(), strict=True)  # raises on any missing or extra key
     exported.save_pretrained(out)
-    processor = CasaZooProcessor(tokenizer, config.image_size, config.pre_image_tokens, config.post_image_tokens)
+    processor = CasaZooProcessor(tokenizer, config.image_size, config.pre_image_tokens, config.post_image_tokens,
+                                 model.config.vision.patch_size)
     processor.save_pretrained(out)
     generation = {"eos_token_id": config.eos_token_id, "pad_token_id": tokenizer.pad_token_id, "do_sample": False}
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")

@@ -26,7 +26,7 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 
 from casa_eval.models._names import adapter_class_name
-from casa_eval.models.conversation import prefill_turn
+from casa_eval.models.conversation import closing_tokens, prefill_turn
 from casa_eval.models.journal import PredictionJournal, prediction_key
 from casa_eval.models.loading import LoadedModel, load_model
 from casa_eval.registry import all_models
@@ -126,7 +126,7 @@ class CasaEvalLMM(lmms):
         records: list[dict[str, Any] | None] = [None] * len(items)
         for indices in by_count.values():  # samples of a batch must have the same number of images
             sub = [items[i] for i in indices]
-            config = generation_config(sub[0]["gen_kwargs"], self.tokenizer)
+            config = generation_config(sub[0]["gen_kwargs"], self.tokenizer, _stop_ids(self.model))
             started = time.perf_counter()
             session = self.model.new_session(batch_size=len(sub))
             logits, fed = prefill_turn(session, self.tokenizer, self.loaded.prompt_format,
@@ -177,7 +177,7 @@ class CasaEvalLMM(lmms):
         for request in requests:
             context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = request.args
             doc = self.task_dict[task][split][doc_id]
-            config = generation_config(dict(gen_kwargs), self.tokenizer)
+            config = generation_config(dict(gen_kwargs), self.tokenizer, _stop_ids(self.model))
             session = self.model.new_session(batch_size=1)
             images, info, carry = _images(doc_to_visual(doc)), None, None
             rounds: list[str] = []
@@ -192,21 +192,28 @@ class CasaEvalLMM(lmms):
                                          previous_tokens=[carry] if carry else None)
                 out = generate(session, logits, config, tokenizer=self.tokenizer)
                 rounds.append(out.texts[0])
-                end = self.tokenizer(self.loaded.prompt_format.turn_end, add_special_tokens=False).input_ids
-                carry = out.token_ids[0][-1:] + end  # the unfed last token closes this turn
+                carry = closing_tokens(self.model, self.tokenizer, self.loaded.prompt_format, out.token_ids[0][-1])
             outputs.append(rounds)
             if self.progress:
                 self.progress(1)
         return outputs
 
 
-def generation_config(gen_kwargs: dict[str, Any], tokenizer: Any) -> GenerationConfig:
-    """lmms-eval's generation kwargs -> ours (greedy unless do_sample with a positive temperature)."""
+def _stop_ids(model: Any) -> Sequence[int] | None:
+    """The checkpoint's own stop tokens when it declares them (Kyutai's generation config), else None."""
+    return getattr(model, "stop_token_ids", None)
+
+
+def generation_config(gen_kwargs: dict[str, Any], tokenizer: Any,
+                      stop_ids: Sequence[int] | None = None) -> GenerationConfig:
+    """lmms-eval's generation kwargs -> ours (greedy unless do_sample with a positive temperature). Decoding
+    stops on `stop_ids` when the model declares them, else on EOS and `<|im_end|>`."""
     until = gen_kwargs.get("until") or ()
     until = (until,) if isinstance(until, str) else tuple(until)
     temperature = float(gen_kwargs.get("temperature", 0) or 0)
     do_sample = bool(gen_kwargs.get("do_sample", False)) and temperature > 0
-    eos = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id}
+    eos = (set(stop_ids) if stop_ids else
+           {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id})
     return GenerationConfig(
         max_new_tokens=int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS),
         min_new_tokens=int(gen_kwargs.get("min_new_tokens") or 0),

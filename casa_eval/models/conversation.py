@@ -45,6 +45,15 @@ class PromptFormat:
 IMAGE_PLACEHOLDER = "<image>"
 
 
+def closing_tokens(model: Any, tokenizer: Any, fmt: PromptFormat, last_token: int) -> list[int]:
+    """The tokens that close an answer, fed at the start of the next turn: the model's own rule when it has one
+    (Kyutai's checkpoints forward a stop token), else the unfed last token and the template's turn end."""
+    own = getattr(model, "turn_close_tokens", None)
+    if own is not None:
+        return list(own(last_token))
+    return [last_token, *tokenizer(fmt.turn_end, add_special_tokens=False).input_ids]
+
+
 def prefill_turn(session: StreamingSession, tokenizer: Any, fmt: PromptFormat, images: Sequence[Sequence[Any]],
                  texts: Sequence[str], *, previous_tokens: Sequence[Sequence[int]] | None = None,
                  ) -> tuple[torch.Tensor, list[int]]:

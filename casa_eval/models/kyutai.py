@@ -1,22 +1,30 @@
 """Kyutai's CASA checkpoints (`kyutai/CASA-*`, `kyutai/Helium1-VL-2B`) behind casa-eval's streaming protocol.
 
-They ship their own modeling code (loaded with `trust_remote_code`), and this adapter talks to them exactly
-the way Kyutai's scripts do (kyutai-labs/casa `scripts/eval.py`, `speed_bench_streaming.py`,
-`live_captioner_ui.py` @ 2e03327):
+They ship their own modeling code (loaded with `trust_remote_code`), and this adapter makes the calls Kyutai's
+scripts make (kyutai-labs/casa @ 2e03327: `scripts/live_captioner_ui.py` — "ui" below — for the manual
+streaming loop, `scripts/eval.py` for one question about an image), call for call:
 
 * a user turn is tokenized by the checkpoint's own processor (`tokenize_messages`, with Kyutai's system
-  prompt "You are a helpful assistant." for the Qwen-based models, and no BOS token after the first turn),
-  then prefilled with `model.forward(..., pixel_values, image_embeds_insertion_points, pre_image_tokens,
-  post_image_tokens)` on a persistent `DynamicCache`;
-* each decoded token is appended with `model.forward(token, __is_first_gen_call__=False)`;
-* before a new frame, `reset_ca_streaming_states()` drops the previous window's cross-attention state.
+  prompt "You are a helpful assistant." for the Qwen-based models, eval.py; no BOS token after the first
+  turn, `suppress_bos_token`, speed_bench_streaming.py);
+* a frame's prefill is `start_ca_streaming_states()` then `model.forward(input_ids, pixel_values,
+  past_key_values, use_cache=True, attention_mask over past + new tokens, position_ids,
+  image_embeds_insertion_points, pre_image_tokens, post_image_tokens)` on a persistent `DynamicCache` (ui
+  CaptionEngine.stream: start at ui:256, the forward at ui:257-268); `pixel_values` is a list of one
+  (h_patches, w_patches, 588) tensor per image in the model's dtype, the processor's output squeezed (eval.py
+  `process_images(...).squeeze(0)`, ui:178-179);
+* each decoded token is `model.forward(token, attention_mask over the new token, position_ids,
+  __is_first_gen_call__=False)` (ui `_decode`, ui:187-198);
+* decoding stops on the checkpoint's `generation_config.eos_token_id` (an int or a list, ui:175 and
+  live_captioner.py:370-378); the turn is closed by forwarding one stop token — the one generated, else the
+  first of that list — then `reset_ca_streaming_states()` drops the window (ui:304-305). Here that stop token
+  is the first thing fed when the next turn starts, still before the reset.
 
 Position ids are `(1, L)` for Helium and `(3, 1, L)` for Qwen (M-RoPE with three equal rows), counted from the
-cached tokens, as their scripts pass them. The cross-attention streaming state is measured when the model
-exposes `streaming_state_tensors()` (casa-eval's own exports do; the released remote code does not, in which
-case side-state bytes are reported as 0 and the model record says so). Batch size 1.
+cached tokens (ui:181-185). The cross-attention streaming state is measured when the model exposes
+`streaming_state_tensors()` (casa-eval's own exports do; the released remote code does not, in which case
+side-state bytes are reported as 0 and the model record says so). Batch size 1.
 """
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -118,6 +126,21 @@ class KyutaiModel:
                 "frame_size": self.frame_size, "image_tokens": self._image_tokens,
                 "side_state_measured": self.side_state_measured}
 
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """The checkpoint's stop tokens: `generation_config.eos_token_id`, an int or a list (ui:175)."""
+        eos = getattr(getattr(self.hf, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
+
+    def turn_close_tokens(self, last_token: int) -> list[int]:
+        """Kyutai's loop forwards every generated token but a stop token as it decodes, then one stop token —
+        the generated one, else the first of the checkpoint's (ui:279-304). casa-eval's decoding leaves the
+        last token unfed, so it comes first here unless it is the stop token itself."""
+        stops = self.stop_token_ids
+        return [last_token] if last_token in stops else [last_token, stops[0]]
+
     def new_session(self, batch_size: int = 1) -> KyutaiSession:
         if batch_size != 1:
             raise ValueError("Kyutai's remote code streams one conversation at a time (batch size 1)")
@@ -171,9 +194,13 @@ class KyutaiSession:
         self.started = False
 
     def _new_window(self, images: int) -> None:
-        """A frame arrives: Kyutai's models drop the previous window's cross-attention state."""
-        if hasattr(self.model.hf, "reset_ca_streaming_states"):
-            self.model.hf.reset_ca_streaming_states()
+        """A frame arrives: the previous window's cross-attention state is dropped (ui:305, after the previous
+        turn's stop token) and the new one opened before the prefill (ui:256)."""
+        hf = self.model.hf
+        if hasattr(hf, "reset_ca_streaming_states"):
+            hf.reset_ca_streaming_states()
+        if hasattr(hf, "start_ca_streaming_states"):
+            hf.start_ca_streaming_states()
         self.window_image_tokens, self.window_text_tokens = images * self.model.image_tokens_per_image, 0
 
     def _positions(self, length: int) -> torch.Tensor:
@@ -181,18 +208,39 @@ class KyutaiSession:
         pos = torch.arange(start, start + length, dtype=torch.long, device=self.model.device)
         return pos.view(1, 1, length).expand(3, 1, length).contiguous() if self.model.is_qwen else pos.unsqueeze(0)
 
-    def _forward(self, input_ids: torch.Tensor, **extra: Any) -> torch.Tensor:
+    def _forward(self, input_ids: torch.Tensor, *, prefill: bool = False, **extra: Any) -> torch.Tensor:
+        """One forward on the conversation's cache. A prefill's mask covers past + new tokens (ui:263); a
+        decode step's the new token (ui:195)."""
         input_ids = input_ids.to(self.model.device)
+        length = input_ids.shape[1]
+        covered = cache_tokens(self.cache) + length if prefill else length
         out = self.model.hf.forward(
             input_ids, past_key_values=self.cache, use_cache=True,
-            attention_mask=torch.ones_like(input_ids), position_ids=self._positions(input_ids.shape[1]), **extra)
+            attention_mask=torch.ones((1, covered), dtype=torch.long, device=self.model.device),
+            position_ids=self._positions(length), **extra)
         return out.logits
+
+    def _image_inputs(self, images: Sequence[Any], points: list[int]) -> dict[str, Any]:
+        hf, processor = self.model.hf, self.model.processor
+        dtype = next(hf.parameters()).dtype
+        return {"pixel_values": [_pixels(processor, image, self.model.frame_size).to(self.model.device, dtype)
+                                 for image in images],
+                "image_embeds_insertion_points": [torch.tensor(points, device=self.model.device)],
+                "pre_image_tokens": list(getattr(hf.config, "pre_image_tokens", processor.pre_image_tokens)),
+                "post_image_tokens": list(getattr(hf.config, "post_image_tokens", processor.post_image_tokens))}
 
     @torch.inference_mode()
     def prefill_turn(self, images: Sequence[Sequence[Any]], texts: Sequence[str],
                      previous_tokens: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, list[int]]:
-        """One user turn — the images, then the text — through the checkpoint's own chat template."""
-        hf, processor = self.model.hf, self.model.processor
+        """One user turn — the images, then the text — through the checkpoint's own chat template. The tokens
+        that close the previous turn (`previous_tokens`, ending with its stop token) are forwarded first, in
+        the previous window, as Kyutai's loop does before it resets (ui:304-305)."""
+        processor = self.model.processor
+        carry = list(previous_tokens[0]) if previous_tokens else []
+        if carry:
+            self._forward(torch.tensor([carry], dtype=torch.long), __is_first_gen_call__=False)
+            self.text_tokens += len(carry)
+            self.window_text_tokens += len(carry)
         content: list[dict[str, Any]] = [{"type": "image", "image": None} for _ in images[0]]
         content.append({"type": "text", "text": texts[0]})
         messages = ([{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}]
@@ -201,37 +249,26 @@ class KyutaiSession:
         inputs = processor.tokenize_messages(messages, suppress_bos_token=self.started)
         input_ids = inputs["input_ids"]
         points = _insertion_points(inputs.get("image_embeds_insertion_points"))
-        carry = list(previous_tokens[0]) if previous_tokens else []
-        if carry:  # the last token of the previous turn goes first; insertion points shift with it
-            input_ids = torch.cat([torch.tensor([carry], dtype=torch.long), input_ids], 1)
-            points = [p + len(carry) for p in points]
         extra: dict[str, Any] = {}
         if images[0]:
             self._new_window(len(images[0]))
-            pixels = [_pixels(processor, image, self.model.frame_size).to(self.model.device) for image in images[0]]
-            extra = {"pixel_values": [p.to(next(hf.parameters()).dtype) for p in pixels],
-                     "image_embeds_insertion_points": [torch.tensor(points, device=self.model.device)],
-                     "pre_image_tokens": list(getattr(hf.config, "pre_image_tokens", processor.pre_image_tokens)),
-                     "post_image_tokens": list(getattr(hf.config, "post_image_tokens", processor.post_image_tokens))}
-        logits = self._forward(input_ids, **extra)
+            extra = self._image_inputs(images[0], points)
+        logits = self._forward(input_ids, prefill=bool(images[0]), **extra)
         self.text_tokens += input_ids.shape[1]
         # the window's text: what follows the (last) image in this turn
         self.window_text_tokens += input_ids.shape[1] - (points[-1] if images[0] and points else 0)
         self.images += len(images[0])
         self.started = True
-        return logits[:, -1], [input_ids.shape[1]]
+        return logits[:, -1], [len(carry) + input_ids.shape[1]]
 
     @torch.inference_mode()
     def add_image(self, images: Sequence[Any] | torch.Tensor) -> None:
         """An image on its own: the pre/post image markers with the image between them."""
         processor = self.model.processor
         pre, post = list(processor.pre_image_tokens), list(processor.post_image_tokens)
-        image = images[0]
         self._new_window(1)
-        pixels = _pixels(processor, image, self.model.frame_size).to(self.model.device)
-        self._forward(torch.tensor([pre + post], dtype=torch.long), pixel_values=[pixels],
-                      image_embeds_insertion_points=[torch.tensor([len(pre)], device=self.model.device)],
-                      pre_image_tokens=pre, post_image_tokens=post)
+        self._forward(torch.tensor([pre + post], dtype=torch.long), prefill=True,
+                      **self._image_inputs([images[0]], [len(pre)]))
         self.text_tokens += len(pre) + len(post)
         self.window_text_tokens += len(post)
         self.images += 1
@@ -282,7 +319,10 @@ def _insertion_points(value: Any) -> list[int]:
 
 
 def _pixels(processor: Any, image: Any, size: int) -> torch.Tensor:
+    """One image as Kyutai's scripts pass it: the processor's (1, h_patches, w_patches, 588) squeezed to
+    (h_patches, w_patches, 588) (eval.py `process_images(img, img_size=896).squeeze(0)`)."""
     if isinstance(image, torch.Tensor):
-        return image if image.dim() == 4 else image[None]
-    pixels = processor.image_processor.process_images(image, img_size=size)
-    return pixels if pixels.dim() == 4 else pixels[None] if pixels.dim() == 3 else pixels
+        pixels = image
+    else:
+        pixels = processor.image_processor.process_images(image, img_size=size)
+    return pixels.squeeze(0) if pixels.dim() == 4 else pixels

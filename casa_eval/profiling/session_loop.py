@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from casa_eval.models.conversation import PromptFormat, prefill_turn
+from casa_eval.models.conversation import PromptFormat, closing_tokens, prefill_turn
 from casa_eval.profiling.clocks import TurnClock
 from casa_eval.profiling.energy import EnergyMeter
 from casa_eval.profiling.memory import MemorySampler
@@ -53,7 +53,6 @@ class TurnRunner:
     def __init__(self, ctx: SessionContext, workload: Workload, *, name: str, repeat: int) -> None:
         self.ctx, self.workload, self.name, self.repeat = ctx, workload, name, repeat
         self.session: Any = ctx.model.new_session(batch_size=1)
-        self.end_ids = ctx.tokenizer(ctx.prompt_format.turn_end, add_special_tokens=False).input_ids
         self.carry: list[int] | None = None
         self.turn = 0
         self.done = False
@@ -82,7 +81,7 @@ class TurnRunner:
             self.done = True
             self.close()
             return _oom_record(self.name, self.repeat, self.turn, ctx.sampler)
-        self.carry = [int(token.item()), *self.end_ids]
+        self.carry = closing_tokens(ctx.model, ctx.tokenizer, ctx.prompt_format, int(token.item()))
         memory = ctx.sampler.read()
         record = {
             "model": self.name, "repeat": self.repeat, "turn": self.turn, "ttft_ms": times.ttft_ms,

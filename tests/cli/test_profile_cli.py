@@ -102,7 +102,7 @@ def test_an_interrupted_profile_keeps_its_turns_and_resumes_to_every_turn_exactl
     assert interrupted.stderr.strip().splitlines()[-1] == (
         f"error: interrupted; finished turns are kept in {out / 'turns.partial.jsonl'}. Continue with: "
         f"casa-eval profile --resume --output-dir {out}")
-    journal = pd.read_json(out / "turns.partial.jsonl", lines=True)
+    journal = pd.read_json(out / "turns.partial.jsonl", lines=True, precise_float=True)
     assert len(journal) == models * turns + models * 2 + 1  # every turn finished before the Ctrl-C
     assert load_results(out).status.state == "interrupted"
 
@@ -117,7 +117,7 @@ def test_an_interrupted_profile_keeps_its_turns_and_resumes_to_every_turn_exactl
     results = load_results(out)
     assert results.status.state == "complete" and results.efficiency is not None
     assert results.efficiency.profile_config["scenario"]["turns"] == turns  # the settings that ran
-    final = pd.read_csv(out / "turns.csv")
+    final = pd.read_csv(out / "turns.csv", float_precision="round_trip")
     keys = list(zip(final.model, final.repeat, final.turn, strict=True))
     assert len(keys) == len(set(keys)) == models * turns * repeats  # every turn exactly once
     kept = final.merge(journal, on=["model", "repeat", "turn"], suffixes=("", "_before"))

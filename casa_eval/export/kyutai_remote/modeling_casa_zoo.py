@@ -13,6 +13,18 @@ The interface is the one Kyutai's scripts call on `kyutai/CASA-*` checkpoints (k
 
 The conversation lives in a casa-eval `ZooSession` bound to the caller's `DynamicCache`, so the exported
 model streams exactly like the zoo model it came from. Batch size 1.
+
+It is strict where a caller can get Kyutai's calls wrong, so a deviation fails loudly instead of streaming
+something else (live_captioner_ui.py is the reference for the manual loop):
+
+* the image's cross-attention state outlives the forward that brought the image only between
+  `start_ca_streaming_states()` and `reset_ca_streaming_states()`; without the start call, tokens decoded
+  after the prefill run without the image (`generate_from_image` opens and closes its own);
+* `pixel_values` is a list of one (h_patches, w_patches, 3 x patch x patch) tensor per image, in the model's
+  dtype — what Kyutai's processor gives after `.squeeze(0)`; a batch dimension is an error;
+* a forward that brings an image takes `attention_mask` over past + new tokens, as Kyutai's prefill builds it
+  (decode steps may pass the new token's mask alone), and `position_ids` counting on from the cache;
+* `generate_from_image` stops on `generation_config.eos_token_id` (a list) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ class CasaZooModel(PreTrainedModel):
 
         self.zoo = FusionModel(FusionConfig.model_validate(config.fusion))
         self._session: Any = None
+        self._streaming = False  # between start_ca_streaming_states() and reset_ca_streaming_states()
         self.post_init()
         # Kyutai's scripts read eos/pad ids from here; this model generates with its own loop, so transformers
         # does not attach one by itself
@@ -63,11 +76,13 @@ class CasaZooModel(PreTrainedModel):
         return self._session
 
     def start_ca_streaming_states(self) -> None:
-        """Streaming turns keep their conversation between calls (the session persists until reset)."""
-        self._session_for(None)
+        """Keep the image's cross-attention state after the forward that brings it, for the tokens decoded
+        after it, until `reset_ca_streaming_states()`."""
+        self._streaming = True
 
     def reset_ca_streaming_states(self) -> None:
         """Drop the cross-attention streaming state (CASA's window); the text KV cache is kept."""
+        self._streaming = False
         if self._session is not None:
             self._session.drop_side_state()
 
@@ -91,9 +106,12 @@ class CasaZooModel(PreTrainedModel):
         if input_ids.shape[0] != 1:
             raise ValueError("the exported zoo model streams one conversation at a time (batch size 1)")
         session = self._session_for(past_key_values)
+        past, length = session.cache.get_seq_length(), input_ids.shape[1]
+        _check_positions(position_ids, past, length)
+        _check_mask(attention_mask, past, length, prefill=pixel_values is not None)
         ids = input_ids[0].to(self.device)
         points = _points(image_embeds_insertion_points)
-        images = _images(pixel_values)
+        images = _images(pixel_values, self.config.fusion["vision"].get("patch_size", 8), self.dtype)
         if len(images) != len(points):
             raise ValueError(f"{len(images)} images for {len(points)} insertion points")
         logits, start = [], 0
@@ -104,6 +122,8 @@ class CasaZooModel(PreTrainedModel):
             start = point
         if start < ids.shape[0]:
             logits.append(session.add_text(ids[start:][None], all_logits=True))
+        if images and not self._streaming:  # the image's state is not kept for the tokens that follow
+            session.drop_side_state()
         return CausalLMOutputWithPast(logits=torch.cat(logits, 1) if logits else None, past_key_values=session.cache)
 
     @torch.inference_mode()
@@ -119,11 +139,14 @@ class CasaZooModel(PreTrainedModel):
         generated token is not fed back (callers forward it, or the stop token, themselves)."""
         if reset_streaming:
             self._session = None
+        self._streaming = True  # generation keeps the image for its decoded tokens
         out = self.forward(input_ids, pixel_values=pixel_values, past_key_values=past_key_values,
                            image_embeds_insertion_points=image_embeds_insertion_points)
         if out.logits is None:
             raise ValueError("the prompt must end with text (the model generates after it)")
         logits = out.logits[:, -1]
+        if eos_token_id is None:
+            eos_token_id = self.generation_config.eos_token_id
         eos = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or [])
         generated: list[int] = []
         for step in range(max_new_tokens):
@@ -141,6 +164,7 @@ class CasaZooModel(PreTrainedModel):
             logits = self._session.decode(token.view(1))
         if reset_streaming:
             self._session = None
+            self._streaming = False
         return torch.cat([input_ids, torch.tensor([generated], dtype=torch.long, device=input_ids.device)], 1)
 
 
@@ -154,12 +178,42 @@ def _points(value: Any) -> list[int]:
     return [int(v) for v in value]
 
 
-def _images(value: Any) -> list[torch.Tensor]:
+def _images(value: Any, patch: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Kyutai's pixel layout — a list of (h_patches, w_patches, 3 x patch x patch) tensors in the model's dtype
+    — back to the zoo's [1, 3, S, S] images."""
     if value is None:
         return []
-    items = list(value) if isinstance(value, (list, tuple)) else list(value.unbind(0)) if value.dim() == 4 \
-        else [value]
-    return [t.float().view(1, *t.shape[-3:]) for t in items]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("pixel_values must be a list with one tensor per image")
+    out = []
+    for t in value:
+        if t.dim() != 3 or t.shape[-1] != 3 * patch * patch:
+            raise ValueError(f"each pixel_values item must be (h_patches, w_patches, {3 * patch * patch}), "
+                             f"got {tuple(t.shape)}")
+        if t.dtype != dtype:
+            raise ValueError(f"pixel_values are {t.dtype}; the model runs in {dtype}")
+        h, w, _ = t.shape
+        image = t.float().view(h, w, 3, patch, patch).permute(2, 0, 3, 1, 4).reshape(3, h * patch, w * patch)
+        out.append(image[None])
+    return out
+
+
+def _check_positions(position_ids: torch.Tensor | None, past: int, length: int) -> None:
+    if position_ids is None:
+        return
+    expected = torch.arange(past, past + length, device=position_ids.device)
+    if position_ids.shape[-1] != length or not bool((position_ids.reshape(-1, length) == expected).all()):
+        raise ValueError(f"position_ids must count on from the {past} cached tokens: "
+                         f"{position_ids.reshape(-1).tolist()[:8]}...")
+
+
+def _check_mask(mask: torch.Tensor | None, past: int, length: int, *, prefill: bool) -> None:
+    if mask is None:
+        return
+    allowed = {past + length} if prefill else {length, past + length}
+    if mask.shape[-1] not in allowed:
+        raise ValueError(f"attention_mask covers {mask.shape[-1]} tokens; a forward that brings an image takes "
+                         f"past + new = {past + length} (new tokens only is for decode steps)")
 
 
 def _pick(scores: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None) -> torch.Tensor:

@@ -23,25 +23,31 @@ PROCESSOR_FILE = "processor_config.json"
 
 
 class ZooImageProcessor:
-    def __init__(self, image_size: int) -> None:
+    def __init__(self, image_size: int, patch_size: int) -> None:
         self.image_size = image_size
+        self.patch_size = patch_size
 
     def process_images(self, images: Any, img_size: int | None = None) -> torch.Tensor:
-        """Pictures -> [N, 3, S, S] pixels in [-1, 1] (the zoo's own preprocessing)."""
+        """Pictures -> [N, h_patches, w_patches, 3 x patch x patch] in [-1, 1]: the zoo's preprocessing in the
+        layout of Kyutai's processor ((1, h, w, 588) for one 14 px-patch image, which callers squeeze)."""
         from casa_eval.fusion.vision import preprocess_images
 
         items = images if isinstance(images, (list, tuple)) else [images]
-        return preprocess_images([_open(i) for i in items], img_size or self.image_size)
+        pixels = preprocess_images([_open(i) for i in items], img_size or self.image_size)
+        n, _, size, _ = pixels.shape
+        p, side = self.patch_size, size // self.patch_size
+        return pixels.view(n, 3, side, p, side, p).permute(0, 2, 4, 1, 3, 5).reshape(n, side, side, 3 * p * p)
 
 
 class CasaZooProcessor:
     def __init__(self, tokenizer: Any, image_size: int, pre_image_tokens: list[int],
-                 post_image_tokens: list[int]) -> None:
+                 post_image_tokens: list[int], patch_size: int = 8) -> None:
         self.tokenizer = tokenizer
         self.image_size = image_size
+        self.patch_size = patch_size
         self.pre_image_tokens = list(pre_image_tokens)
         self.post_image_tokens = list(post_image_tokens)
-        self.image_processor = ZooImageProcessor(image_size)
+        self.image_processor = ZooImageProcessor(image_size, patch_size)
         self._image_processor = self.image_processor
 
     @classmethod
@@ -54,12 +60,12 @@ class CasaZooProcessor:
         config = json.loads((directory / PROCESSOR_FILE).read_text())
         tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)  # this code is already trusted
         return cls(tokenizer, image_size or config["image_size"], config["pre_image_tokens"],
-                   config["post_image_tokens"])
+                   config["post_image_tokens"], config.get("patch_size", 8))
 
     def save_pretrained(self, path: str | Path) -> None:
         directory = Path(path)
         self.tokenizer.save_pretrained(directory)
-        config = {"processor_class": type(self).__name__, "image_size": self.image_size,
+        config = {"processor_class": type(self).__name__, "image_size": self.image_size, "patch_size": self.patch_size,
                   "pre_image_tokens": self.pre_image_tokens, "post_image_tokens": self.post_image_tokens,
                   "auto_map": {"AutoProcessor": "processing_casa_zoo.CasaZooProcessor"}}
         (directory / PROCESSOR_FILE).write_text(json.dumps(config, indent=2) + "\n")
