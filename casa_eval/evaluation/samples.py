@@ -50,10 +50,17 @@ def metric_results(model: str, task: str, records: list[dict[str, Any]], metrics
     out = []
     for metric, higher in metrics.items():
         values = [r["scores"][metric] for r in records if metric in r["scores"]]
+        theirs = lmms_results.get(f"{metric},none")
+        if not values and isinstance(theirs, (int, float)) and records:
+            # a metric whose per-document items are not scores (MME's total sums accuracy and accuracy+ over
+            # categories of image pairs): lmms-eval's aggregate is the value, with no per-item interval
+            out.append(MetricResult(model=model, task=task, metric=metric, value=float(theirs), stderr=None,
+                                    ci_low=None, ci_high=None, n=len(records), higher_is_better=higher,
+                                    lmms_eval_value=float(theirs)))
+            continue
         if not values:
             continue
         mean, stderr, low, high = mean_with_uncertainty(values)
-        theirs = lmms_results.get(f"{metric},none")
         out.append(MetricResult(model=model, task=task, metric=metric, value=mean, stderr=stderr, ci_low=low,
                                 ci_high=high, n=len(values), higher_is_better=higher,
                                 lmms_eval_value=float(theirs) if isinstance(theirs, (int, float)) else None))

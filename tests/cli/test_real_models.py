@@ -57,6 +57,30 @@ def test_with_tiny_checkpoints_and_a_data_dir_it_runs_end_to_end(
     assert 'class="published"><td>CASA-Helium1-VL-2B<' in report  # Kyutai's numbers as reference rows
 
 
+PRIMARY_METRICS = {"casa_ai2d": "exact_match", "casa_chartqa": "relaxed_overall", "casa_docvqa": "anls_star",
+                   "casa_gqa": "exact_match", "casa_infovqa": "anls_star", "casa_mme": "mme_total",
+                   "casa_ocrbench": "ocrbench_accuracy", "casa_realworldqa": "exact_match",
+                   "casa_textvqa": "exact_match"}
+
+
+def test_every_casa_paper_task_runs_end_to_end_with_its_primary_metric(
+        tmp_path: Path, data_cache: Path, paper_data_dir: Path, tiny_kyutai: dict[str, Path]) -> None:
+    """All nine casa-paper tasks through `casa-eval run` on snapshot data with a tiny Kyutai model; MME gets one
+    image pair (two documents), so its 0-2800 total is computed, and the report puts Kyutai's value beside it."""
+    out = tmp_path / "run"
+    result = casa_eval("run", "--models", f"casa={tiny_kyutai['casa']}", "--tasks", ",".join(PRIMARY_METRICS),
+                       "--data-dir", str(paper_data_dir), "--trust-remote-code", "--limit", "2", "--profile", "none",
+                       "-o", str(out), cache=data_cache, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    scored = {row["task"]: row for row in results["accuracy"] if row["metric"] == PRIMARY_METRICS[row["task"]]}
+    assert set(scored) == set(PRIMARY_METRICS)
+    mme = scored["casa_mme"]["value"]
+    assert 0 <= mme <= 200  # one category, one pair: accuracy + accuracy+ of at most 100 each
+    report = (out / "report.html").read_text()
+    assert "casa_mme" in report and "1572" in report  # CASA-Helium1-VL-2B's published MME total
+
+
 # registry name each family stands in for
 FAMILY_NAMES = {"qwen2_5_vl": "insertion-qwen", "llava": "insertion-llava", "mllama": "gated-xattn", "blip2": "qformer"}
 
