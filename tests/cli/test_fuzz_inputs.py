@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from casa_eval.errors import UserError
 from tests.clitools import REPO
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 FUZZ_CLI = settings(FUZZ, max_examples=30)  # a whole `casa-eval check` per example
 
