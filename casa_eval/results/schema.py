@@ -13,8 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from casa_eval.config import validation_message
+from casa_eval.errors import UserError
 from casa_eval.results.efficiency import EfficiencySection, ModelRecord
 from casa_eval.results.lab import LabSection
 from casa_eval.results.record import NEWER_MINOR, ResultRecord
@@ -150,7 +152,11 @@ def _unit(metric: str) -> str:
     return ""
 
 
-class SchemaVersionError(ValueError):
+class ResultsDocumentError(UserError, ValueError):
+    """A results document that cannot be read: one line naming the file, the key and the reason."""
+
+
+class SchemaVersionError(ResultsDocumentError):
     pass
 
 
@@ -159,13 +165,19 @@ def load_results(path: str | Path) -> RunResults:
     p = Path(path)
     if p.is_dir():
         p = p / RESULTS_FILE
-    data = json.loads(p.read_text())
+    try:
+        data = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsDocumentError(f"{p}: not a readable results document ({exc})".splitlines()[0]) from None
     version = str(data.get("schema_version", "")) if isinstance(data, dict) else ""
     ours, theirs = _version(SCHEMA_VERSION) or (0, 0), _version(version)
     if theirs is None or theirs[0] != ours[0]:
         raise SchemaVersionError(f"{p} has results schema {version or 'unknown'}; this casa-eval reads "
                                  f"{ours[0]}.x (a different major version: use the casa-eval that wrote it)")
-    return RunResults.model_validate(data, context={NEWER_MINOR: theirs[1] > ours[1]})
+    try:
+        return RunResults.model_validate(data, context={NEWER_MINOR: theirs[1] > ours[1]})
+    except ValidationError as exc:
+        raise ResultsDocumentError(validation_message(str(p), exc)) from None
 
 
 def _version(text: str) -> tuple[int, int] | None:

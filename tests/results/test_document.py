@@ -66,3 +66,18 @@ def test_another_major_schema_is_refused_in_one_line(default_run: Path, tmp_path
     result = casa_eval("check", str(run), "--thresholds", str(thresholds), cache=data_cache)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.strip()][-1].count("results schema") == 1
+
+
+@pytest.mark.parametrize("command", [["report"], ["check", "--thresholds", "reports/thresholds.yaml"],
+                                     ["run", "--resume", "-o"]])
+def test_a_damaged_document_is_one_line_naming_the_file_and_key(default_run: Path, tmp_path: Path,
+                                                               data_cache: Path, command: list[str]) -> None:
+    run = _copy(default_run, tmp_path)
+    data = json.loads((run / "results.json").read_text())
+    data["config"]["seed"] = [1]
+    (run / "results.json").write_text(json.dumps(data))
+    args = [*command, str(run)] if command[-1] == "-o" else [command[0], str(run), *command[1:]]
+    result = casa_eval(*args, cache=data_cache)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and f"{run / 'results.json'}: config.seed: Input should be a valid integer" in lines[0]
