@@ -27,6 +27,7 @@ from casa_eval.check.thresholds import (
     InvariantRule,
     Thresholds,
 )
+from casa_eval.errors import UserError
 from casa_eval.results.schema import RESULTS_FILE, RunResults, load_results
 from casa_eval.results.stats import t_quantile
 
@@ -59,7 +60,14 @@ class Run:
         relative = self.results.files.get(f"samples:{model}|{task}")
         if relative is None or not (self.directory / relative).is_file():
             return None
-        return {r["doc_id"]: r["scores"] for r in map(json.loads, (self.directory / relative).open())}
+        path, out = self.directory / relative, {}
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                record = json.loads(line)
+                out[int(record["doc_id"])] = dict(record["scores"])
+            except (ValueError, TypeError, KeyError):
+                raise UserError(f"{path}:{number}: not a per-sample record (doc_id and scores)") from None
+        return out
 
 
 def exit_code(results: list[CheckResult]) -> int:

@@ -33,6 +33,8 @@ def check(
     say(f"casa-eval check {escape(str(results))}" + (f" against {escape(str(baseline))}" if baseline else ""))
     try:
         checks = run_checks(candidate, rules, base)
+    except UserError:  # damaged input found while checking (a per-sample file): one line, exit 2
+        raise
     except Exception as exc:  # a bug in the gate must not read as a regression (1) or bad input (2)
         raise UserError(f"internal error in casa-eval check ({type(exc).__name__}: {exc}); please report it",
                         exit_code=INTERNAL_ERROR) from exc

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from casa_eval.errors import UserError
 from casa_eval.evaluation.preflight import check_video
@@ -208,8 +209,10 @@ def _journaled(log: AppendLog, turns: int, repeats: int) -> dict[str, list[dict[
     turns or repeats is not this profile's."""
     by_model: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
     for record in log.read():
-        if not {"model", "repeat", "turn"} <= record.keys():
-            continue
+        try:
+            TurnRecord.model_validate(record)
+        except ValidationError:
+            continue  # a damaged line: that turn is measured again
         if record["repeat"] >= repeats or record["turn"] >= turns:
             raise UserError(f"{log.path}: turn {record['turn']} of repeat {record['repeat']} does not fit "
                             f"{turns} turns x {repeats} repeats; this journal belongs to another profile")

@@ -82,3 +82,17 @@ def test_an_internal_error_exits_3_not_1(default_run: Path, tmp_path: Path, monk
     assert exited.value.code == 3
     assert "internal error in casa-eval check (ZeroDivisionError: division by zero); please report it" in (
         capsys.readouterr().err.replace("\n", " "))
+
+
+def test_a_damaged_per_sample_file_is_bad_input_not_an_internal_error(default_run: Path, tmp_path: Path,
+                                                                      data_cache: Path) -> None:
+    candidate = _copy(default_run, tmp_path, "candidate")
+    samples = candidate / "samples" / "lab-casa__lab_coarse.jsonl"
+    samples.write_text(samples.read_text() + '{"doc_id": 99, "scor\n')
+    thresholds = tmp_path / "drop.yaml"
+    thresholds.write_text("version: 1\naccuracy_drop:\n  - {model: lab-casa, task: lab_coarse, metric: accuracy}\n")
+    result = casa_eval("check", str(candidate), "--baseline", str(default_run), "--thresholds", str(thresholds),
+                       cache=data_cache)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {samples}:") and "per-sample record" in lines[0]
