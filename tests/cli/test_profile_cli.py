@@ -117,7 +117,7 @@ def test_an_interrupted_profile_keeps_its_turns_and_resumes_to_every_turn_exactl
     results = load_results(out)
     assert results.status.state == "complete" and results.efficiency is not None
     assert results.efficiency.profile_config["scenario"]["turns"] == turns  # the settings that ran
-    final = pd.read_csv(out / "turns.csv", float_precision="round_trip")
+    final = pd.read_csv(out / "turns.csv")  # floats read back exactly (pandas 3 parses round-trip)
     keys = list(zip(final.model, final.repeat, final.turn, strict=True))
     assert len(keys) == len(set(keys)) == models * turns * repeats  # every turn exactly once
     kept = final.merge(journal, on=["model", "repeat", "turn"], suffixes=("", "_before"))
