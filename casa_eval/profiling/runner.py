@@ -210,7 +210,7 @@ def _journaled(log: AppendLog, turns: int, repeats: int) -> dict[str, list[dict[
     by_model: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
     for record in log.read():
         try:
-            TurnRecord.model_validate(record)
+            record = TurnRecord.model_validate(record).model_dump()
         except ValidationError:
             continue  # a damaged line: that turn is measured again
         if record["repeat"] >= repeats or record["turn"] >= turns:
