@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from casa_eval.config import load_yaml_model
+from casa_eval.config import load_yaml_model, validation_message
 from casa_eval.errors import UserError
 from casa_eval.registry import resolve_profile
 
@@ -97,9 +97,7 @@ class ProfileConfig(_Strict):
             try:
                 FusionConfig.model_validate({**dims, **dict(zip(keys, values, strict=True)), "mechanism": "text_only"})
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise ValueError(f"model.{where}: {first['msg']}") from None
+                raise ValueError(validation_message("model", exc)) from None
         return self
 
     def zoo_dimensions(self) -> dict[str, Any]:
