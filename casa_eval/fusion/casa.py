@@ -21,7 +21,9 @@ rotated at the window's insertion position (`casa_image_rope="insertion"`, MI-Ro
 
 Streaming: the side state per fusion layer is [image K/V | K/V of the window's text so far]; it is
 replaced when a new image opens a new window, so it holds N + (current window text) tokens, and the
-backbone cache grows by text tokens only.
+backbone cache grows by text tokens only. The window lives in one preallocated buffer per K and V: new text
+K/V are written after the filled slots and attention reads a view of the filled part, so a decode step never
+copies the window's image K/V (the buffer doubles when full, an amortised O(1) copy per token).
 """
 
 from __future__ import annotations
@@ -48,15 +50,45 @@ from casa_eval.fusion.layers import (
 from casa_eval.fusion.window_attention import stream_window_attention, window_attention
 
 
+WINDOW_RESERVE = 64  # text slots a new window reserves after its image K/V before the buffer first grows
+
+
 @dataclass
 class CasaState:
-    """Side state of one CASA layer: the window's image K/V and its text K/V so far, [B, Hkv, *, D]."""
+    """Side state of one CASA layer: the window's image K/V followed by its text K/V so far, in one buffer
+    per K and V of shape [B, Hkv, capacity, D], of which the first `length` slots are filled."""
 
-    k_image: torch.Tensor | None = None
-    v_image: torch.Tensor | None = None
-    k_text: torch.Tensor | None = None
-    v_text: torch.Tensor | None = None
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    n_image: int = 0
+    length: int = 0
     text_mask: torch.Tensor | None = None  # [B, t] bool, False = padding; None = no padding so far
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        return None if self.k is None else self.k[:, :, :self.length]
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        return None if self.v is None else self.v[:, :, :self.length]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write new text K/V after the filled slots, growing the buffers (doubling) only when full."""
+        end = self.length + k.shape[2]
+        if self.k is None or self.v is None or end > self.k.shape[2]:
+            capacity = max(end, 2 * (0 if self.k is None else self.k.shape[2]), self.n_image + WINDOW_RESERVE)
+            self.k, self.v = _grown(self.k, self.length, capacity, k), _grown(self.v, self.length, capacity, v)
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+
+
+def _grown(buffer: torch.Tensor | None, filled: int, capacity: int, like: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode(False):  # a normal tensor: writable both inside and outside inference mode
+        out = like.new_empty(*like.shape[:2], capacity, like.shape[3])
+    if buffer is not None and filled:
+        out[:, :, :filled] = buffer[:, :, :filled]
+    return out
 
 
 class CasaLayer(FusionSublayer):
@@ -112,44 +144,43 @@ class CasaLayer(FusionSublayer):
     def start_window(self, state: CasaState | None, image_tokens: torch.Tensor,
                      image_rope: RopeTable | None, continues: bool) -> CasaState:
         k, v = self._image_kv(image_tokens, image_rope)
-        if continues and state is not None and state.k_image is not None:
-            k, v = torch.cat([state.k_image, k], 2), torch.cat([state.v_image, v], 2)  # type: ignore[list-item]
-        return CasaState(k_image=k, v_image=v)  # the previous window's text is dropped
+        if continues and state is not None and state.n_image:
+            k = torch.cat([state.k[:, :, :state.n_image], k], 2)  # type: ignore[index]
+            v = torch.cat([state.v[:, :, :state.n_image], v], 2)  # type: ignore[index]
+        window = CasaState(n_image=k.shape[2])  # the previous window's text is dropped
+        window.append(k, v)
+        return window
 
     def forward_stream(self, hidden: torch.Tensor, state: CasaState | None, chunk: StreamChunk,
                        rope: RopeTable) -> tuple[torch.Tensor, CasaState]:
         state = state or CasaState()
         q, k, v = self._text_qkv(hidden, rope)
-        k_text = k if state.k_text is None else torch.cat([state.k_text, k], 2)
-        v_text = v if state.v_text is None else torch.cat([state.v_text, v], 2)
-        text_mask = _extend_mask(state.text_mask, chunk.text_mask, state.k_text, k)
-        n_image = 0 if state.k_image is None else state.k_image.shape[2]
-        keys = k_text if state.k_image is None else torch.cat([state.k_image, k_text], 2)
-        values = v_text if state.v_image is None else torch.cat([state.v_image, v_text], 2)
-        out = stream_window_attention(q, keys, values, n_image, causal=True, key_mask=text_mask)
-        new_state = CasaState(state.k_image, state.v_image, k_text, v_text, text_mask)
-        return self._output(hidden, out), new_state
+        text_before = state.length - state.n_image
+        state.text_mask = _extend_mask(state.text_mask, chunk.text_mask, text_before, k)
+        state.append(k, v)  # in place: the image K/V already in the buffer are not copied
+        keys, values = state.keys, state.values
+        assert keys is not None and values is not None
+        out = stream_window_attention(q, keys, values, state.n_image, causal=True, key_mask=state.text_mask)
+        return self._output(hidden, out), state
 
     @staticmethod
     def state_tensors(state: CasaState | None) -> list[torch.Tensor]:
-        if state is None:
+        """The filled part of the window (what the analytic size counts); the buffer reserves up to twice that."""
+        if state is None or state.k is None:
             return []
-        return [t for t in (state.k_image, state.v_image, state.k_text, state.v_text) if t is not None]
+        return [t for t in (state.keys, state.values) if t is not None]
 
     @staticmethod
     def state_tokens(state: CasaState | None) -> int:
-        if state is None:
-            return 0
-        return sum(int(t.shape[2]) for t in (state.k_image, state.k_text) if t is not None)
+        return 0 if state is None else state.length
 
 
-def _extend_mask(old: torch.Tensor | None, new: torch.Tensor | None, old_keys: torch.Tensor | None,
+def _extend_mask(old: torch.Tensor | None, new: torch.Tensor | None, t_old: int,
                  new_keys: torch.Tensor) -> torch.Tensor | None:
     """Window text padding mask after appending `new_keys` (None while nothing was ever padded)."""
     if old is None and new is None:
         return None
     b = new_keys.shape[0]
-    t_old = 0 if old_keys is None else old_keys.shape[2]
     device = new_keys.device
     old = old if old is not None else torch.ones(b, t_old, dtype=torch.bool, device=device)
     new = new if new is not None else torch.ones(b, new_keys.shape[2], dtype=torch.bool, device=device)

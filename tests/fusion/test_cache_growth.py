@@ -60,3 +60,41 @@ def test_casa_side_state_holds_the_current_window_text_only() -> None:
     session.add_text(torch.tensor([[4, 5]]))
     stats = session.cache_stats()
     assert (stats.side_state_tokens, stats.kv_tokens) == (N + 2, 5)
+
+
+@pytest.mark.parametrize("mechanism", ["casa", "casa_shared"])
+def test_casa_decoding_writes_into_the_window_buffer_without_copying_the_image_kv(
+        mechanism: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every decode step attends over a view of one preallocated window buffer per layer: the image K/V are
+    written once, when the image arrives, and neither moved nor copied while the window's text grows."""
+    import casa_eval.fusion.casa as casa_module
+
+    model = FusionModel(FusionConfig(mechanism=mechanism))
+    session = model.new_session()
+    g = torch.Generator().manual_seed(0)
+    session.add_image(torch.rand(1, 3, 64, 64, generator=g) * 2 - 1)
+    session.add_text(torch.randint(0, 50_000, (1, T), generator=g))
+    buffers = {i: (s.k.data_ptr(), s.v.data_ptr(), s.k[:, :, :N].clone()) for i, s in session.states.items()}
+    assert len(buffers) == len(model.fusion_indices) > 0
+    attended: list[tuple[int, int]] = []
+    original = casa_module.stream_window_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_fixed: int, **kwargs: object) -> torch.Tensor:
+        attended.append((k.untyped_storage().data_ptr(), v.untyped_storage().data_ptr()))
+        return original(q, k, v, n_fixed, **kwargs)
+
+    monkeypatch.setattr(casa_module, "stream_window_attention", spy)
+    steps = casa_module.WINDOW_RESERVE - T  # fills the reserve exactly: no growth yet
+    for step in range(steps):
+        session.decode(torch.tensor([11 + step]))
+    assert len(attended) == steps * len(buffers)
+    storages = {(k, v) for k, v, _ in buffers.values()}
+    assert set(attended) <= storages  # every step read the buffers the image was written into
+    for i, state in session.states.items():
+        k_ptr, v_ptr, image_k = buffers[i]
+        assert (state.k.data_ptr(), state.v.data_ptr()) == (k_ptr, v_ptr)
+        assert torch.equal(state.k[:, :, :N], image_k)
+        assert state.length == N + T + steps
+    session.decode(torch.tensor([7]))  # one more token than reserved: the buffer doubles once
+    assert all(s.k.shape[2] == 2 * (N + casa_module.WINDOW_RESERVE) for s in session.states.values())
+    assert session.cache_stats().side_state_bytes == session.cache_stats().analytic_side_state_bytes
