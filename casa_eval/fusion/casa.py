@@ -49,7 +49,6 @@ from casa_eval.fusion.layers import (
 )
 from casa_eval.fusion.window_attention import stream_window_attention, window_attention
 
-
 WINDOW_RESERVE = 64  # text slots a new window reserves after its image K/V before the buffer first grows
 
 
