@@ -34,9 +34,10 @@ def profile(
                                                  "the lab-* models (default: the shipped ones).")] = None,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow checkpoints that ship their own modeling "
                                                     "code.")] = False,
-    cross_attention_cache: Annotated[str, typer.Option(help="mllama (gated-xattn): 'append' keeps every image's "
-                                                       "cross-attention K/V as transformers does, 'replace' only "
-                                                       "the latest image's.")] = "append",
+    cross_attention_cache: Annotated[str, typer.Option(
+        help="mllama (gated-xattn) cross-attention K/V: 'latest' keeps the latest run of images (the model's "
+             "semantics, default), 'append' every image as transformers' cache does, 'replace' the latest image "
+             "only.")] = "latest",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted profile in --output-dir with its stored "
                                          "settings: finished turns are kept, the missing ones measured.")] = False,
 ) -> None:
@@ -68,8 +69,11 @@ def profile(
               if stored_config is not None and output_dir is not None
               else resolve_profile_config(profile, memory_budget=memory_budget))  # light checks first
     check_video(video)
-    if cross_attention_cache not in ("append", "replace"):
-        raise UserError(f"--cross-attention-cache must be 'append' or 'replace', not {cross_attention_cache!r}")
+    from casa_eval.models.families.mllama import CROSS_ATTENTION_CACHE_POLICIES
+
+    if cross_attention_cache not in CROSS_ATTENTION_CACHE_POLICIES:
+        raise UserError(f"--cross-attention-cache must be one of {', '.join(CROSS_ATTENTION_CACHE_POLICIES)}, "
+                        f"not {cross_attention_cache!r}")
     names_given, paths = split_model_paths(split_names(models))
     from casa_eval.registry import trained_models
 

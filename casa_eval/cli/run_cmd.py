@@ -42,9 +42,11 @@ def run(
                                                     "(Kyutai's CASA models, mPLUG-Owl3).")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Offline dataset snapshots written by `casa-eval data "
                                                   "pull` (or set CASA_EVAL_DATA_DIR).")] = None,
-    cross_attention_cache: Annotated[str | None, typer.Option(help="mllama (gated-xattn): 'append' keeps every "
-                                                              "image's cross-attention K/V as transformers does "
-                                                              "(default), 'replace' only the latest image's.")] = None,
+    cross_attention_cache: Annotated[str | None, typer.Option(help="mllama (gated-xattn) cross-attention K/V: "
+                                                              "'latest' keeps the latest run of images (the "
+                                                              "model's semantics, default), 'append' every image "
+                                                              "as transformers' cache does, 'replace' the latest "
+                                                              "image only.")] = None,
 ) -> None:
     """Evaluate models on tasks through lmms-eval and write one results document.
 

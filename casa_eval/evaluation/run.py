@@ -65,9 +65,9 @@ class RunSettings(BaseModel):
                                 "(a name or a YAML path; None to skip)")
     trust_remote_code: bool = Field(False, description="allow checkpoints that ship their own modeling code")
     data_dir: Path | None = Field(None, description="offline dataset snapshots (`casa-eval data pull`)")
-    cross_attention_cache: Literal["append", "replace"] = Field(
-        "append", description="mllama: keep every image's cross-attention K/V (as transformers does) or only "
-                              "the latest image's")
+    cross_attention_cache: Literal["latest", "append", "replace"] = Field(
+        "latest", description="mllama: the latest run of images' cross-attention K/V (the model's semantics), "
+                              "every image's (transformers' cache) or only the latest image's")
     video: Path | None = Field(None, description="video streamed by the profile (default: a synthesised clip)")
 
 

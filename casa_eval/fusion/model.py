@@ -130,7 +130,18 @@ class FusionModel(nn.Module):
         return sum(p.numel() for p in own.values())
 
     def attention_backend(self) -> str:
-        return resolve_backend(self.config.attention_backend, self.device, self.dtype)
+        """The fusion's attention backend on the model's current device and dtype (`auto` resolved), with the
+        backbone's self-attention switched to the matching kernel family: flash in the fusion means flash in
+        the backbone too, so no mechanism runs half its attention on a slower kernel."""
+        backend = resolve_backend(self.config.attention_backend, self.device, self.dtype)
+        wanted = hf_attention_implementation("flash" if backend == "flash" else "sdpa")
+        if self.backbone_attention() != wanted:
+            self.backbone.set_attn_implementation(wanted)
+        return backend
+
+    def backbone_attention(self) -> str:
+        """transformers' attention implementation the backbone runs now."""
+        return str(self.backbone.config._attn_implementation)
 
     # -- building blocks shared by both modes -----------------------------------------------------------
 

@@ -45,6 +45,7 @@ class ZooSession:
 
     def reset(self) -> None:
         b, device = self.batch_size, self.model.device
+        self.model.attention_backend()  # resolves `auto` on this device, the backbone's kernels with it
         self.cache = new_dynamic_cache(self.model.backbone.config)
         self.states: dict[int, Any] = {}
         self.positions = torch.zeros(b, dtype=torch.long, device=device)  # next backbone position

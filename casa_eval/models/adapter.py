@@ -43,7 +43,7 @@ class CasaEvalLMM(lmms):
     def __init__(self, model: str | None = None, checkpoint: str | None = None, seed: int = 0,
                  dtype: str | None = None, attention_backend: str | None = None, batch_size: int | str = 1,
                  max_batch_size: int | None = None, device: str | None = None, trust_remote_code: bool = False,
-                 cross_attention_cache: str = "append", *, loaded: LoadedModel | None = None,
+                 cross_attention_cache: str = "latest", *, loaded: LoadedModel | None = None,
                  journal: PredictionJournal | None = None, **unknown: Any) -> None:
         super().__init__()
         if unknown:

@@ -46,7 +46,7 @@ def resolve_device(device: str | None) -> torch.device:
 def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str, Any] | None = None,
                seed: int | None = None, dtype: str | None = None, attention_backend: str | None = None,
                device: str | None = None, trust_remote_code: bool = False,
-               cross_attention_cache: str = "append") -> LoadedModel:
+               cross_attention_cache: str = "latest") -> LoadedModel:
     """The model behind `name`: a zoo model (random weights from `zoo` dimensions, or `checkpoint`), or a
     real checkpoint from `checkpoint` (a local directory) or the hub, through its adapter."""
     entry = resolve_model(name)
@@ -83,6 +83,7 @@ def load_model(name: str, *, checkpoint: str | Path | None = None, zoo: dict[str
         "weights_sha256": None if weights == "random" else weights,
         "dtype": model.config.dtype,
         "attention_backend": model.attention_backend(),
+        "backbone_attention": model.backbone_attention(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "added_parameters": model.added_parameters(),
         "image_tokens": model.num_image_tokens,

@@ -125,7 +125,7 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
                    repeats: int | None = None, video: Path | None = None, device: str | None = None,
                    checkpoints: dict[str, Path] | None = None, seed: int = 0,
                    reporter: ProfileReporter | None = None, trust_remote_code: bool = False,
-                   cross_attention_cache: str = "append", journal: Path | None = None,
+                   cross_attention_cache: str = "latest", journal: Path | None = None,
                    loader: Callable[..., LoadedModel] = load_model) -> EfficiencySection:
     """Run the profile for every model and return the efficiency section (records, summaries, models).
     With `journal`, turns already in it are kept and every newly finished turn is appended to it."""

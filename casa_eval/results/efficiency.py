@@ -20,6 +20,8 @@ class ModelRecord(ResultRecord):
     weights_sha256: str | None
     dtype: str
     attention_backend: str
+    backbone_attention: str | None = Field(None, description="transformers' attention implementation of the "
+                                                             "backbone (zoo models: matched to the fusion's)")
     parameters: int
     added_parameters: int | None = Field(description="parameters the mechanism adds to a shared backbone "
                                                      "(zoo models; None for real checkpoints)")

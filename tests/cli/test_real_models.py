@@ -107,6 +107,6 @@ def test_every_family_runs_through_lmms_eval_and_the_profiler(
     assert {name: records[name]["mechanism"] for name in FAMILY_NAMES.values()} == {
         "insertion-qwen": "insertion", "insertion-llava": "insertion", "gated-xattn": "gated_cross_attention",
         "qformer": "qformer"}
-    assert records["gated-xattn"]["config"]["cross_attention_cache"] == "append"
+    assert records["gated-xattn"]["config"]["cross_attention_cache"] == "latest"
     for model in results["efficiency"]["models"]:
         assert model["turns_completed"] == 4 and model["kv_bytes_match_analytic"], model["model"]

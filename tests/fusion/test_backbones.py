@@ -54,3 +54,30 @@ def test_images_are_ignored_by_text_only() -> None:
     without = [s for s in with_images if not isinstance(s, ImageSegment)]
     with torch.no_grad():
         assert torch.equal(model(with_images).logits, model(without).logits)
+
+
+@pytest.mark.parametrize("mechanism", ["casa", "insertion", "text_only"])
+def test_auto_backend_puts_the_backbone_on_the_kernel_family_the_fusion_resolves_to(
+        mechanism: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` is resolved on the device the model runs on; when it picks flash for the fusion, the backbone's
+    self-attention is switched to flash too — for every mechanism, including those that never call the
+    fusion's window attention (insertion, text-only). flash-attn itself needs a GPU, so the switch is
+    recorded here; the GPU check runs it for real."""
+    import casa_eval.fusion.model as model_module
+
+    model = FusionModel(FusionConfig(mechanism=mechanism, attention_backend="auto"))
+    assert model.attention_backend() == "sdpa" and model.backbone_attention() == "sdpa"  # CPU
+    requested: list[str] = []
+
+    def switch(name: str) -> None:
+        requested.append(name)
+        model.backbone.config._attn_implementation = name
+
+    monkeypatch.setattr(model.backbone, "set_attn_implementation", switch)
+    monkeypatch.setattr(model_module, "resolve_backend", lambda backend, device, dtype: "flash")
+    model.new_session()
+    assert requested == ["flash_attention_2"]
+    assert model.backbone_attention() == "flash_attention_2"
+    monkeypatch.setattr(model_module, "resolve_backend", lambda backend, device, dtype: "sdpa")
+    model.new_session()  # back on a device without flash: back to sdpa
+    assert requested == ["flash_attention_2", "sdpa"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Literal, cast
+from typing import cast
 
 import torch
 
@@ -59,11 +59,11 @@ def _config_file(path: str | Path) -> Path | None:
 
 
 def load_family_model(path: str | Path, *, device: torch.device, dtype: str | None = None,
-                      cross_attention_cache: str = "append") -> FamilyModel:
+                      cross_attention_cache: str = "latest") -> FamilyModel:
     """Load a local checkpoint directory (model, tokenizer, image processor) with transformers' `from_pretrained`,
     in eval mode, on `device`; a repo id already in the local hub cache works too. `dtype` ("float32",
-    "bfloat16", "float16") None keeps the checkpoint's dtype. `cross_attention_cache` ("append" or "replace")
-    only applies to Mllama (see `mllama.py`).
+    "bfloat16", "float16") None keeps the checkpoint's dtype. `cross_attention_cache` ("latest", "append" or
+    "replace") only applies to Mllama (see `mllama.py`).
 
     Raises ValueError when the directory holds no checkpoint of a known family.
     """
@@ -71,10 +71,8 @@ def load_family_model(path: str | Path, *, device: torch.device, dtype: str | No
     if family is None:
         raise ValueError(f"{path} holds no checkpoint of a known family ({', '.join(FAMILIES)}): "
                          "no config.json with a supported model_type")
-    if cross_attention_cache not in ("append", "replace"):
-        raise ValueError(f"cross_attention_cache must be 'append' or 'replace', not {cross_attention_cache!r}")
+    policy = mllama.check_cross_attention_cache(cross_attention_cache)
     if family == "mllama":
-        policy = cast(Literal["append", "replace"], cross_attention_cache)
         return mllama.load(path, device=device, dtype=dtype, cross_attention_cache=policy)
     return cast(FamilyModel, _MODULES[family].load(path, device=device, dtype=dtype))
 

@@ -12,16 +12,18 @@ projects the image K/V and stores them itself, in the same `DynamicCache` at the
 indices — whatever this transformers version stores there. `cache_stats()` reports the cross-attention
 layers' K/V as *side state* and only the self-attention layers as the backbone KV.
 
-`cross_attention_cache` chooses what happens to the previous images' K/V:
+`cross_attention_cache` chooses what happens to the previous images' K/V. Which images text attends to follows
+transformers' processor mask (`get_cross_attention_token_mask`): the text from an `<|image|>` token up to the next
+one attends to that image — to the latest run of consecutive images.
 
-* ``"append"`` — what transformers does: every new image's K/V are *appended* (its cross-attention layer calls
-  `past_key_values.update`), so the side state grows by `image_tokens_per_image` per image. Which images text
-  attends to follows transformers' processor mask (`get_cross_attention_token_mask`): the text from an
-  `<|image|>` token up to the next one attends to that image — to the latest run of consecutive images — so
-  older images stay cached but masked.
-* ``"replace"`` — keep only the latest image's K/V: the side state stays at one image, and text attends to the
-  latest image. With one image per turn this gives the same logits as "append"; it differs only when several
-  images arrive back to back (append attends to all of them, replace to the last).
+* ``"latest"`` (default) — the model's semantics, kept without waste: the K/V of the latest run of consecutive
+  images, dropped when the next run starts. The same logits as transformers in every case (the images it drops
+  are the ones the mask hides) and a side state of one image per turn. Cost comparisons use this.
+* ``"append"`` — what transformers' cache does: every new image's K/V are *appended* (its cross-attention layer
+  calls `past_key_values.update`), so the side state grows by `image_tokens_per_image` per image, the older
+  images cached but masked. Labelled as transformers' cache: it measures the implementation, not the mechanism.
+* ``"replace"`` — only the latest image's K/V: differs from the model when several images arrive back to back
+  (the model attends to all of them, replace to the last).
 
 Two differences from transformers' own full forward, both by construction of a stream:
 
@@ -40,7 +42,7 @@ with `<|begin_of_text|>` as the session's preamble.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from PIL import Image
@@ -53,11 +55,19 @@ from casa_eval.models.families.base import AttentionGeometry, FamilyModel, Famil
 from casa_eval.streaming.kv import tensor_bytes
 from casa_eval.streaming.protocol import CacheStats
 
-CrossAttentionCache = Literal["append", "replace"]
+CrossAttentionCache = Literal["latest", "append", "replace"]
+CROSS_ATTENTION_CACHE_POLICIES: tuple[CrossAttentionCache, ...] = ("latest", "append", "replace")
 LLAMA3_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
                          "<|image|>", "<|finetune_right_pad_id|>")
 TINY_TILE_SIZE = 56  # 4 x 4 patches of 14 px + CLS = 17 features per tile
 TINY_MAX_TILES = 2
+
+
+def check_cross_attention_cache(policy: str) -> CrossAttentionCache:
+    if policy not in CROSS_ATTENTION_CACHE_POLICIES:
+        raise ValueError(f"cross_attention_cache must be one of {', '.join(CROSS_ATTENTION_CACHE_POLICIES)}, "
+                         f"not {policy!r}")
+    return cast(CrossAttentionCache, policy)
 
 
 class MllamaFamily(FamilyModel):
@@ -65,9 +75,8 @@ class MllamaFamily(FamilyModel):
     mechanism = "gated_cross_attention"
 
     def __init__(self, hf_model: Any, tokenizer: Any, image_processor: Any, *, name: str,
-                 cross_attention_cache: CrossAttentionCache = "append") -> None:
-        if cross_attention_cache not in ("append", "replace"):
-            raise ValueError(f"cross_attention_cache must be 'append' or 'replace', not {cross_attention_cache!r}")
+                 cross_attention_cache: CrossAttentionCache = "latest") -> None:
+        check_cross_attention_cache(cross_attention_cache)
         self.cross_attention_cache: CrossAttentionCache = cross_attention_cache
         super().__init__(hf_model, tokenizer, image_processor, name=name)
         self.cross_layers: tuple[int, ...] = tuple(sorted(self.text_config.cross_attention_layers))
@@ -146,7 +155,8 @@ class MllamaSession(FamilySession):
     def _append_image(self, images: list[Image.Image]) -> None:
         model = self.model
         states, tiles = model.cross_attention_states(images)
-        if model.cross_attention_cache == "replace":
+        if model.cross_attention_cache == "replace" or (model.cross_attention_cache == "latest"
+                                                        and not self._previous_image):
             for index in model.cross_layers:
                 empty_layer(self.cache, index)
             self.tile_masks, self.group_start = [tiles], 0
@@ -213,7 +223,7 @@ def _default_rope(theta: float) -> dict[str, Any]:
 
 
 def load(path: str | Path, *, device: torch.device, dtype: str | None = None,
-         cross_attention_cache: CrossAttentionCache = "append") -> MllamaFamily:
+         cross_attention_cache: CrossAttentionCache = "latest") -> MllamaFamily:
     family: MllamaFamily = load_family(MllamaFamily, "MllamaForConditionalGeneration", "mllama", path, device=device,
                                        dtype=dtype, name_suffix=f"-{cross_attention_cache}",
                                        cross_attention_cache=cross_attention_cache)

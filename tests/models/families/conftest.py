@@ -15,10 +15,10 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="session")
 def family_model(tiny_checkpoint: Callable[[str], Path]) -> Callable[..., FamilyModel]:
-    """(family, cross_attention_cache="append") -> the loaded tiny model (loaded once per session)."""
+    """(family, cross_attention_cache="latest") -> the loaded tiny model (loaded once per session)."""
     loaded: dict[tuple[str, str], FamilyModel] = {}
 
-    def get(family: str, cross_attention_cache: str = "append") -> FamilyModel:
+    def get(family: str, cross_attention_cache: str = "latest") -> FamilyModel:
         key = (family, cross_attention_cache)
         if key not in loaded:
             loaded[key] = load_family_model(tiny_checkpoint(family), device=CPU,

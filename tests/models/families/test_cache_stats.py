@@ -16,7 +16,8 @@ from tests.models.families.references import random_image, text_ids
 TURNS = 3
 
 
-@pytest.mark.parametrize(("family", "policy"), [(f, "append") for f in FAMILIES] + [("mllama", "replace")])
+@pytest.mark.parametrize(("family", "policy"),
+                         [(f, "latest") for f in FAMILIES] + [("mllama", "append"), ("mllama", "replace")])
 def test_stats_track_every_turn(family: str, policy: str, family_model: Callable[..., FamilyModel]) -> None:
     model = family_model(family, policy)
     fmt = model.prompt_format
@@ -46,14 +47,14 @@ def test_stats_track_every_turn(family: str, policy: str, family_model: Callable
     assert session.cache_stats().kv_tokens == 0
 
 
-def test_mllama_first_turn_is_the_same_under_both_policies(family_model: Callable[..., FamilyModel]) -> None:
+def test_mllama_first_turn_is_the_same_under_every_policy(family_model: Callable[..., FamilyModel]) -> None:
     logits = []
-    for policy in ("append", "replace"):
+    for policy in ("latest", "append", "replace"):
         model = family_model("mllama", policy)
         session = model.new_session()
         logits.append(prefill_turn(session, model.tokenizer, model.prompt_format, [[random_image(30)]],
                                    ["What is it?"])[0])
-    assert torch.equal(logits[0], logits[1])
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
 
 
 @pytest.mark.parametrize("family", FAMILIES)

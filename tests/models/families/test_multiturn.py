@@ -81,15 +81,17 @@ def test_qwen_positions_equal_get_rope_index(family_model: Callable[..., FamilyM
 
 def test_mllama_policies_agree_with_one_image_per_turn(family_model: Callable[..., FamilyModel]) -> None:
     images = [random_image(8), random_image(9)]
-    append, _ = stream_two_turns(family_model("mllama", "append"), images)
-    replace, _ = stream_two_turns(family_model("mllama", "replace"), images)
-    assert (append - replace).abs().max().item() <= TOLERANCE
+    latest, _ = stream_two_turns(family_model("mllama", "latest"), images)
+    for policy in ("append", "replace"):
+        other, _ = stream_two_turns(family_model("mllama", policy), images)
+        assert (latest - other).abs().max().item() <= TOLERANCE, policy
 
 
 def test_mllama_consecutive_images_follow_the_processor_mask(family_model: Callable[..., FamilyModel]) -> None:
-    """Back-to-back images: "append" attends to both (transformers' mask), "replace" only to the last."""
+    """Back-to-back images: "latest" and "append" attend to both (transformers' mask), "replace" only to the
+    last."""
     results = {}
-    for policy in ("append", "replace"):
+    for policy in ("latest", "append", "replace"):
         model = family_model("mllama", policy)
         fmt = model.prompt_format
         images = [random_image(10), random_image(11)]
@@ -102,5 +104,6 @@ def test_mllama_consecutive_images_follow_the_processor_mask(family_model: Calla
         segments: list[list[int] | np.ndarray] = [model.preamble_ids + text_ids(model, fmt.before_images()),
                                                   *images, after]
         reference = reference_logits(model, segments)[-len(after):]
+    assert (results["latest"] - reference).abs().max().item() <= TOLERANCE
     assert (results["append"] - reference).abs().max().item() <= TOLERANCE
     assert (results["replace"] - reference).abs().max().item() > 1e-3
