@@ -38,6 +38,10 @@ def profile(
         help="mllama (gated-xattn) cross-attention K/V: 'latest' keeps the latest run of images (the model's "
              "semantics, default), 'append' every image as transformers' cache does, 'replace' the latest image "
              "only.")] = "latest",
+    loop: Annotated[str, typer.Option(help="Turn loop: 'casa-eval' (a user turn per frame, CUDA events) or "
+                                           "'kyutai' (Kyutai's speed_bench_streaming.py: frames continuing one "
+                                           "assistant turn, per-forward timing, its head/tail statistics).")
+                    ] = "casa-eval",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted profile in --output-dir with its stored "
                                          "settings: finished turns are kept, the missing ones measured.")] = False,
 ) -> None:
@@ -54,7 +58,7 @@ def profile(
     options: dict[str, Any] = {"profile": profile, "models": models, "turns": turns, "repeats": repeats,
                "video": None if video is None else str(video.resolve()), "memory_budget": memory_budget,
                "device": device, "seed": seed, "trained": None if trained is None else str(trained.resolve()),
-               "trust_remote_code": trust_remote_code, "cross_attention_cache": cross_attention_cache}
+               "trust_remote_code": trust_remote_code, "cross_attention_cache": cross_attention_cache, "loop": loop}
     stored_config: dict[str, Any] | None = None
     if resume:
         if output_dir is None:
@@ -65,6 +69,7 @@ def profile(
         memory_budget, device, seed = options["memory_budget"], options["device"], options["seed"]
         trained = None if options["trained"] is None else Path(options["trained"])
         trust_remote_code, cross_attention_cache = options["trust_remote_code"], options["cross_attention_cache"]
+        loop = options["loop"]
     config = (validate_data(ProfileConfig, stored_config, str(output_dir / PROFILE_SETTINGS))
               if stored_config is not None and output_dir is not None
               else resolve_profile_config(profile, memory_budget=memory_budget))  # light checks first
@@ -74,6 +79,10 @@ def profile(
     if cross_attention_cache not in CROSS_ATTENTION_CACHE_POLICIES:
         raise UserError(f"--cross-attention-cache must be one of {', '.join(CROSS_ATTENTION_CACHE_POLICIES)}, "
                         f"not {cross_attention_cache!r}")
+    from casa_eval.profiling.kyutai_loop import LOOPS
+
+    if loop not in LOOPS:
+        raise UserError(f"--loop must be one of {', '.join(LOOPS)}, not {loop!r}")
     names_given, paths = split_model_paths(split_names(models))
     from casa_eval.registry import trained_models
 
@@ -114,7 +123,7 @@ def profile(
         try:
             add_profile(results, out, config, names, reporter=reporter, turns=turns, repeats=repeats, video=video,
                         device=target, seed=seed, checkpoints=paths, trust_remote_code=trust_remote_code,
-                        cross_attention_cache=cross_attention_cache, journal=out / TURN_JOURNAL)
+                        cross_attention_cache=cross_attention_cache, journal=out / TURN_JOURNAL, loop=loop)
         except KeyboardInterrupt:
             progress.stop()
             results.status.state = "interrupted"
@@ -144,6 +153,8 @@ def _stored_settings(out: Path, given: dict[str, Any]) -> tuple[dict[str, Any], 
     if not path.is_file():
         raise UserError(f"nothing to resume in {out} (no {PROFILE_SETTINGS})")
     stored = read_json(path, "profile settings")
+    if isinstance(stored, dict):
+        stored.setdefault("loop", "casa-eval")  # settings stored before the loop could be chosen
     if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict) or not given.keys() <= stored.keys():
         raise UserError(f"{path}: malformed profile settings; start a new profile with another --output-dir")
     defaults = {name: p.default for name, p in inspect.signature(profile).parameters.items()}
@@ -187,8 +198,8 @@ def print_profile_summary(section: Any) -> None:
     rows = table("model", "turns", "TTFT ms\nfirst→last", "decode ms/tok\nfirst→last", "turn ms\nfirst→last",
                   "× text-only\nfirst→last", "slope\nms/turn [95% CI]", "KV tokens\nlast",
                   "peak MiB" if sequential else "state KiB\nlast", "KV ==\nanalytic",
-                  title=f"streaming profile {section.profile} on {section.device}, {section.schedule} "
-                        "(medians over repeats of the first/last 10% of turns)")
+                  title=f"streaming profile {section.profile} on {section.device}, {section.schedule}, "
+                        f"{section.loop} loop (medians over repeats of the first/last 10% of turns)")
     for m in section.models:
         slope = m.slopes.get("turn_ms")
         slope_text = "—" if slope is None else f"{slope.value:+.2f} [{slope.ci_low:+.2f}, {slope.ci_high:+.2f}]"
@@ -206,6 +217,21 @@ def print_profile_summary(section: Any) -> None:
             f"{m.last.get('kv_tokens', 0):,.0f}", memory,
             "yes" if m.kv_bytes_match_analytic else "[red]NO[/]")
     console.print(rows)
+    kyutai = [m for m in section.models if m.kyutai is not None]
+    if kyutai:
+        summary = table("model", "TTFT ms\nfirst / last", "decode tok/s\nfirst / last", "final KV\ntokens",
+                        "peak GiB", "total s",
+                        title="Kyutai's statistics (speed_bench_streaming.py: means over the first/last "
+                              "max(1, n // 10) turns)")
+        for m in kyutai:
+            k = m.kyutai or {}
+            gib = k.get("peak_gpu_gib")
+            summary.add_row(m.model + (" (OOM)" if k.get("oom") else ""),
+                            f"{_fmt(k.get('ttft_ms_first_turns'))} / {_fmt(k.get('ttft_ms_last_turns'))}",
+                            f"{_fmt(k.get('decode_tok_per_s_first_turns'))} / "
+                            f"{_fmt(k.get('decode_tok_per_s_last_turns'))}",
+                            f"{k.get('final_kv_tokens', 0):,}", _fmt(gib, 2), _fmt(k.get("total_time_s")))
+        console.print(summary)
     if section.crossovers:
         baseline = section.crossovers[0].baseline
         cross = table("model", "turn time", "decode ms/token",

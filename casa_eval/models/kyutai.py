@@ -141,6 +141,12 @@ class KyutaiModel:
         stops = self.stop_token_ids
         return [last_token] if last_token in stops else [last_token, stops[0]]
 
+    def prepare_images(self, images: Sequence[Any]) -> list[torch.Tensor]:
+        """Pictures -> the pixel tensors `generate_from_image` takes, (h, w, 588) each, on the model's device in
+        its dtype (eval.py: `process_images(img, img_size=896).squeeze(0)`, then `.to(bfloat16)`)."""
+        dtype = next(self.hf.parameters()).dtype
+        return [_pixels(self.processor, image, self.frame_size).to(self.device, dtype) for image in images]
+
     def new_session(self, batch_size: int = 1) -> KyutaiSession:
         if batch_size != 1:
             raise ValueError("Kyutai's remote code streams one conversation at a time (batch size 1)")
@@ -260,6 +266,38 @@ class KyutaiSession:
         self.images += len(images[0])
         self.started = True
         return logits[:, -1], [len(carry) + input_ids.shape[1]]
+
+    @torch.inference_mode()
+    def continue_with_frame(self, pixels: Sequence[torch.Tensor], prompt: str | None) -> tuple[torch.Tensor, int]:
+        """speed_bench_streaming.py's turn: one long assistant turn that every frame continues. Turn 0 (`prompt`
+        given) is the user prompt, then the assistant turn opening with the frame, never closed (asst_end_tokens
+        emptied); later turns are the frame alone (asst_start_tokens emptied too, no BOS). `pixels` come from
+        `KyutaiModel.prepare_images`, prepared before the clock as the script does."""
+        processor = self.model.processor
+        messages: list[dict[str, Any]] = []
+        if prompt is not None:
+            if self.model.is_qwen:
+                messages.append({"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]})
+            messages.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+        messages.append({"role": "assistant", "content": [{"type": "image", "image": None}]})
+        saved = processor.asst_start_tokens, processor.asst_end_tokens
+        try:
+            processor.asst_end_tokens = []
+            if prompt is None:
+                processor.asst_start_tokens = []
+            inputs = processor.tokenize_messages(messages, suppress_bos_token=self.started)
+        finally:
+            processor.asst_start_tokens, processor.asst_end_tokens = saved
+        input_ids = inputs["input_ids"]
+        points = _insertion_points(inputs.get("image_embeds_insertion_points"))
+        self._new_window(1)
+        extra = {**self._image_inputs([], points), "pixel_values": list(pixels)}
+        logits = self._forward(input_ids, prefill=True, **extra)
+        self.text_tokens += input_ids.shape[1]
+        self.window_text_tokens += input_ids.shape[1] - (points[-1] if points else 0)
+        self.images += 1
+        self.started = True
+        return logits[:, -1], int(input_ids.shape[1])
 
     @torch.inference_mode()
     def add_image(self, images: Sequence[Any] | torch.Tensor) -> None:

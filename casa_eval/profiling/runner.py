@@ -33,6 +33,7 @@ from casa_eval.models.loading import LoadedModel, load_model, resolve_device
 from casa_eval.profiling.analysis import crossover, floor_ratios, per_turn, summarize
 from casa_eval.profiling.clocks import TurnClock
 from casa_eval.profiling.energy import EnergyMeter
+from casa_eval.profiling.kyutai_loop import KyutaiTurnRunner, kyutai_statistics
 from casa_eval.profiling.memory import MemorySampler
 from casa_eval.profiling.profile_config import ProfileConfig
 from casa_eval.profiling.session_loop import SessionContext, TurnRunner, Workload
@@ -125,10 +126,12 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
                    repeats: int | None = None, video: Path | None = None, device: str | None = None,
                    checkpoints: dict[str, Path] | None = None, seed: int = 0,
                    reporter: ProfileReporter | None = None, trust_remote_code: bool = False,
-                   cross_attention_cache: str = "latest", journal: Path | None = None,
+                   cross_attention_cache: str = "latest", journal: Path | None = None, loop: str = "casa-eval",
                    loader: Callable[..., LoadedModel] = load_model) -> EfficiencySection:
     """Run the profile for every model and return the efficiency section (records, summaries, models).
-    With `journal`, turns already in it are kept and every newly finished turn is appended to it."""
+    With `journal`, turns already in it are kept and every newly finished turn is appended to it. `loop`:
+    casa-eval's turn loop or Kyutai's (`kyutai_loop.py`)."""
+    runner_class = KyutaiTurnRunner if loop == "kyutai" else TurnRunner
     reporter = reporter or SilentProfileReporter()
     turns = turns or profile.scenario.turns
     repeats = repeats or profile.scenario.repeats
@@ -160,6 +163,8 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
         weights = prepared.loaded.weight_bytes
         summary = summarize(name, prepared.loaded.record, records[name], turns=turns, repeats=repeats,
                             weights_bytes=weights, memory_gib=profile.project_memory_gib)
+        if loop == "kyutai":
+            summary = summary.model_copy(update={"kyutai": kyutai_statistics(records[name])})
         summaries.append(summary)
         model_records.append(ModelRecord(**{**prepared.loaded.record, "name": name}))
         reporter.model_finished(summary)
@@ -170,7 +175,8 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
             prepared = [prepare(v) for v in group]
             assert workload is not None
             records.update(_measure(prepared, workload, turns, repeats, profile.scenario.warmup_turns, reporter,
-                                    done=done, save=log.append if log is not None else None))
+                                    done=done, save=log.append if log is not None else None,
+                                    runner_class=runner_class))
             for p in prepared:
                 finish(p)
             del prepared
@@ -183,7 +189,7 @@ def profile_models(profile: ProfileConfig, names: list[str], *, turns: int | Non
                                                                                      "repeats": repeats})})
     return EfficiencySection(
         profile=profile.name, model_records=model_records, profile_config=ran.model_dump(mode="json"),
-        device=str(target), schedule=schedule, video=None if video is None else str(video), models=summaries,
+        device=str(target), schedule=schedule, loop=loop, video=None if video is None else str(video), models=summaries,
         crossovers=_crossovers(summaries, flat), turns_file=TURNS_FILE,
         records=[TurnRecord.model_validate(_finite(r)) for r in flat])
 
@@ -222,7 +228,8 @@ def _journaled(log: AppendLog, turns: int, repeats: int) -> dict[str, list[dict[
 
 def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats: int, warmup_turns: int,
              reporter: ProfileReporter, *, done: dict[str, list[dict[str, Any]]] | None = None,
-             save: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, list[dict[str, Any]]]:
+             save: Callable[[list[dict[str, Any]]], None] | None = None,
+             runner_class: type[TurnRunner] = TurnRunner) -> dict[str, list[dict[str, Any]]]:
     """Warm every model up (discarded), then `repeats` sessions of `turns` turns; within a repeat the models
     take turns (one model alone = the sequential schedule). A model that runs out of memory stops there.
     Turns in `done` are kept, not measured again; every new record goes to `save` as soon as it exists."""
@@ -237,7 +244,7 @@ def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats:
         for p in prepared:
             if warmup_turns and p.variant.name not in complete:
                 reporter.stage(f"warming up {p.variant.name}")
-                warm = TurnRunner(p.ctx, workload, name=p.variant.name, repeat=-1)
+                warm = runner_class(p.ctx, workload, name=p.variant.name, repeat=-1)
                 for _ in range(warmup_turns):
                     if warm.step()["oom"]:
                         break
@@ -249,7 +256,7 @@ def _measure(prepared: list[_Prepared], workload: Workload, turns: int, repeats:
         for repeat in range(repeats):
             pending = [p for p in prepared if p.variant.name not in stopped
                        and any((p.variant.name, repeat, t) not in finished for t in range(turns))]
-            runners = [TurnRunner(p.ctx, workload, name=p.variant.name, repeat=repeat) for p in pending]
+            runners = [runner_class(p.ctx, workload, name=p.variant.name, repeat=repeat) for p in pending]
             for turn in range(turns):
                 for runner in runners:
                     if runner.done:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from casa_eval.models.conversation import PromptFormat, closing_tokens, prefill_turn
-from casa_eval.profiling.clocks import TurnClock
+from casa_eval.profiling.clocks import TurnClock, TurnTimes
 from casa_eval.profiling.energy import EnergyMeter
 from casa_eval.profiling.memory import MemorySampler
 
@@ -62,17 +62,8 @@ class TurnRunner:
     def step(self) -> dict[str, Any]:
         ctx, work = self.ctx, self.workload
         frame = work.frames[self.turn % len(work.frames)]
-        ctx.sampler.turn_start()
         try:
-            ctx.clock.start()
-            logits, fed = prefill_turn(self.session, ctx.tokenizer, ctx.prompt_format, [[frame]], [work.prompt],
-                                       previous_tokens=[self.carry] if self.carry else None)
-            token = logits.argmax(-1)
-            ctx.clock.first_token()
-            for _ in range(work.tokens_per_turn - 1):
-                token = self.session.decode(token).argmax(-1)
-            ctx.clock.end()
-            times = ctx.clock.read()
+            times, fed, token = self._turn(frame)
             stats = self.session.cache_stats()
             state = stats.kv_bytes + stats.side_state_bytes
             if ctx.state_budget_bytes is not None and state > ctx.state_budget_bytes:
@@ -81,12 +72,12 @@ class TurnRunner:
             self.done = True
             self.close()
             return _oom_record(self.name, self.repeat, self.turn, ctx.sampler)
-        self.carry = closing_tokens(ctx.model, ctx.tokenizer, ctx.prompt_format, int(token.item()))
+        self._after_turn(token)
         memory = ctx.sampler.read()
         record = {
             "model": self.name, "repeat": self.repeat, "turn": self.turn, "ttft_ms": times.ttft_ms,
             "decode_ms_per_token": times.decode_ms / max(work.tokens_per_turn - 1, 1), "turn_ms": times.turn_ms,
-            "prompt_tokens": fed[0], "generated_tokens": work.tokens_per_turn,
+            "prompt_tokens": fed, "generated_tokens": work.tokens_per_turn,
             "kv_tokens": stats.kv_tokens, "kv_bytes": stats.kv_bytes, "analytic_kv_bytes": stats.analytic_kv_bytes,
             "side_state_tokens": stats.side_state_tokens, "side_state_bytes": stats.side_state_bytes,
             "analytic_side_state_bytes": stats.analytic_side_state_bytes, **vars(memory),
@@ -97,6 +88,25 @@ class TurnRunner:
             ctx.energy.turn_done(record, times.turn_ms / 1e3)
         self.turn += 1
         return record
+
+    def _turn(self, frame: np.ndarray) -> tuple[TurnTimes, int, torch.Tensor]:
+        """One measured turn: (times, text tokens fed, the last token chosen). The memory sampler's turn starts
+        here; the token stays on the device."""
+        ctx, work = self.ctx, self.workload
+        ctx.sampler.turn_start()
+        ctx.clock.start()
+        logits, fed = prefill_turn(self.session, ctx.tokenizer, ctx.prompt_format, [[frame]], [work.prompt],
+                                   previous_tokens=[self.carry] if self.carry else None)
+        token = logits.argmax(-1)
+        ctx.clock.first_token()
+        for _ in range(work.tokens_per_turn - 1):
+            token = self.session.decode(token).argmax(-1)
+        ctx.clock.end()
+        return ctx.clock.read(), fed[0], token
+
+    def _after_turn(self, token: torch.Tensor) -> None:
+        """Between turns, outside the clock: the answer's closing tokens are fed with the next turn."""
+        self.carry = closing_tokens(self.ctx.model, self.ctx.tokenizer, self.ctx.prompt_format, int(token.item()))
 
     def close(self) -> None:
         """End the session: attribute the last energy block and free the cache."""

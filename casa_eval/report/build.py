@@ -126,4 +126,5 @@ def _efficiency_view(view: RunView) -> dict[str, Any]:
     eff = view.results.efficiency
     assert eff is not None
     return {"run": view.label, "profile": eff.profile, "device": eff.device, "schedule": eff.schedule,
-            "models": eff.models, "crossovers": eff.crossovers}
+            "turn_loop": eff.loop, "models": eff.models, "crossovers": eff.crossovers,
+            "kyutai": [m for m in eff.models if m.kyutai is not None]}

@@ -90,6 +90,8 @@ class ModelEfficiency(ResultRecord):
     turns_before_oom: dict[str, int | None] = Field(description="GPU size (GiB) -> projected turns")
     energy_j_per_turn: float | None
     realtime_headroom: float | None = Field(description="frame interval / median turn time, last 10 %")
+    kyutai: dict[str, Any] | None = Field(None, description="with the Kyutai loop: speed_bench_streaming.py's "
+                                          "summary (means over the first/last max(1, n // 10) turns)")
 
 
 class Crossover(ResultRecord):
@@ -106,6 +108,7 @@ class EfficiencySection(ResultRecord):
     profile_config: dict[str, Any]
     device: str
     schedule: str = Field(description="interleaved (models take turns) or sequential (one model after another)")
+    loop: str = Field("casa-eval", description="the turn loop: casa-eval's own or Kyutai's (speed_bench_streaming.py)")
     video: str | None
     models: list[ModelEfficiency]
     crossovers: list[Crossover]

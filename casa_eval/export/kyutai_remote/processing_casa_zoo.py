@@ -6,7 +6,8 @@ and the `pre_image_tokens` / `post_image_tokens` around each image, `image_embed
 into `input_ids` where each image goes, as Kyutai's scripts expect) and `pixel_values` (one tensor per image
 given as a picture; `None` images mean the caller supplies pixels). Chat format: `<|im_start|>role\\n ...
 <|im_end|>\\n` turns, a trailing `<|im_start|>assistant\\n` after a user turn, and an assistant turn left
-open when it is the last message (streaming continues it).
+open when it is the last message (streaming continues it). An assistant turn opens with `asst_start_tokens`
+and closes with `asst_end_tokens`, attributes a caller may empty as Kyutai's streaming benchmark does.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class CasaZooProcessor:
         self.post_image_tokens = list(post_image_tokens)
         self.image_processor = ZooImageProcessor(image_size, patch_size)
         self._image_processor = self.image_processor
+        # what opens and closes an assistant turn; Kyutai's streaming benchmark empties them to continue one turn
+        self.asst_start_tokens = self._encode("<|im_start|>assistant\n")
+        self.asst_end_tokens = self._encode("<|im_end|>\n")
 
     @classmethod
     def register_for_auto_class(cls, auto_class: str = "AutoProcessor") -> None:
@@ -79,7 +83,8 @@ class CasaZooProcessor:
         pixels: list[torch.Tensor] = []
         for index, message in enumerate(messages):
             last = index == len(messages) - 1
-            ids += self._encode(f"<|im_start|>{message['role']}\n")
+            assistant = message["role"] == "assistant"
+            ids += list(self.asst_start_tokens) if assistant else self._encode(f"<|im_start|>{message['role']}\n")
             content = message["content"]
             for item in [{"type": "text", "text": content}] if isinstance(content, str) else content:
                 if item["type"] == "image":
@@ -90,10 +95,10 @@ class CasaZooProcessor:
                         pixels.append(self.image_processor.process_images(item["image"])[0])
                 else:
                     ids += self._encode(item["text"])
-            if not (last and message["role"] == "assistant"):
-                ids += self._encode("<|im_end|>\n")
+            if not (last and assistant):
+                ids += list(self.asst_end_tokens) if assistant else self._encode("<|im_end|>\n")
         if messages and messages[-1]["role"] != "assistant":
-            ids += self._encode("<|im_start|>assistant\n")
+            ids += list(self.asst_start_tokens)
         # the zoo tokenizer has no beginning-of-sequence token, so `suppress_bos_token` changes nothing
         data: dict[str, Any] = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids),
                                                                                                dtype=torch.long),
