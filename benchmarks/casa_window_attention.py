@@ -31,22 +31,16 @@ def _inputs(windows: int, device: str, dtype: torch.dtype) -> tuple:
     return q, text, fixed, WindowLayout((0,) + (TEXT,) * windows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    backends = ["dense", "sdpa", "flex"] + (["flash"] if flash_available() and args.device == "cuda" else [])
-    print(f"device={args.device} dtype={dtype} threads={args.threads} windows of {IMAGE} image + {TEXT} "
-          f"text tokens, {HEADS} heads x {HEAD_DIM}")
-    print(f"{'backend':>8} {'4 windows ms':>13} {'16 windows ms':>14} {'ratio 16/4':>11}  goal <= 4.5")
+def measure(device: str, *, threads: int | None = None, min_run_time: float = 1.0) -> list[dict[str, object]]:
+    """One row per backend: median ms for 4 and 16 windows and their ratio (goal <= 4.5)."""
+    threads = threads or torch.get_num_threads()
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    backends = ["dense", "sdpa", "flex"] + (["flash"] if flash_available() and device.startswith("cuda") else [])
+    rows: list[dict[str, object]] = []
     for backend in backends:
         medians = []
         for windows in (4, 16):
-            q, text, fixed, layout = _inputs(windows, args.device, dtype)
+            q, text, fixed, layout = _inputs(windows, device, dtype)
             # One forward builds its masks and index tensors once and shares them across fusion layers;
             # the warm-up builds them (and compiles flex), the timed calls reuse them.
             cache = AttentionCache()
@@ -55,11 +49,28 @@ def main() -> None:
                 stmt="window_attention(q, text, fixed, layout, backend=backend, cache=cache)",
                 globals={"window_attention": window_attention, "q": q, "text": text, "fixed": fixed,
                          "layout": layout, "backend": backend, "cache": cache},
-                num_threads=args.threads)
-            medians.append(timer.blocked_autorange(min_run_time=args.min_run_time).median * 1e3)
-        ratio = medians[1] / medians[0]
+                num_threads=threads)
+            medians.append(timer.blocked_autorange(min_run_time=min_run_time).median * 1e3)
+        rows.append({"backend": backend, "device": device, "dtype": str(dtype).removeprefix("torch."),
+                     "ms_4_windows": medians[0], "ms_16_windows": medians[1], "ratio_16_to_4": medians[1] / medians[0]})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    print(f"device={args.device} dtype={dtype} threads={args.threads} windows of {IMAGE} image + {TEXT} "
+          f"text tokens, {HEADS} heads x {HEAD_DIM}")
+    print(f"{'backend':>8} {'4 windows ms':>13} {'16 windows ms':>14} {'ratio 16/4':>11}  goal <= 4.5")
+    for row in measure(args.device, threads=args.threads, min_run_time=args.min_run_time):
+        ratio = float(row["ratio_16_to_4"])  # type: ignore[arg-type]
         verdict = "ok" if ratio <= 4.5 else "above goal"
-        print(f"{backend:>8} {medians[0]:13.2f} {medians[1]:14.2f} {ratio:11.2f}  {verdict}")
+        print(f"{row['backend']:>8} {row['ms_4_windows']:13.2f} {row['ms_16_windows']:14.2f} {ratio:11.2f}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -111,26 +111,62 @@ def test_flash_packing_with_a_reference_varlen_kernel(with_text: bool) -> None:
     assert ((out - ref) * real).abs().max().item() < 1e-12
 
 
+def _gpu_backend_available(backend: str) -> bool:
+    return flash_available() if backend == "flash" else torch.cuda.is_available()
+
+
 @pytest.mark.gpu
-@pytest.mark.skipif(not flash_available(), reason="flash-attn is not installed or no CUDA device is present")
-def test_flash_backend_matches_reference_on_gpu() -> None:
-    q, text, fixed, _ = _inputs()
-    ref = window_attention(q, text, fixed, WindowLayout(COUNTS), key_mask=None, backend="dense")
+@pytest.mark.parametrize("backend", ["sdpa", "flex", "flash"])
+@pytest.mark.parametrize("with_text", [True, False], ids=["casa", "cross-attention"])
+@pytest.mark.parametrize("padded", [False, True], ids=["dense-batch", "padded-batch"])
+def test_backend_matches_the_reference_on_gpu(backend: str, with_text: bool, padded: bool) -> None:
+    """Each backend on CUDA in bf16 (flash-attn's dtype) against the float64 dense reference on the CPU; with
+    padding, the rows of real tokens (padded rows are never read)."""
+    if not _gpu_backend_available(backend):
+        pytest.skip("flash-attn is not installed or no CUDA device is present" if backend == "flash"
+                    else "no CUDA device")
+    q, text, fixed, mask = _inputs()
+    text = text if with_text else None
+    mask = mask if padded else None
+    ref = window_attention(q, text, fixed, WindowLayout(COUNTS), key_mask=mask, backend="dense")
     cuda = lambda kv: None if kv is None else (kv[0].cuda().bfloat16(), kv[1].cuda().bfloat16())  # noqa: E731
     out = window_attention(q.cuda().bfloat16(), cuda(text), [cuda(f) for f in fixed], WindowLayout(COUNTS),
-                           backend="flash")
-    assert (out.double().cpu() - ref).abs().max().item() < 2e-2  # bf16 inputs
+                           key_mask=None if mask is None else mask.cuda(), backend=backend).double().cpu()
+    real = torch.ones_like(ref) if mask is None else mask[:, None, :, None].double()
+    assert ((out - ref) * real).abs().max().item() < 2e-2  # bf16 inputs
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_flex_backend_on_gpu() -> None:
+def test_flex_backend_on_gpu_in_float32() -> None:
     q, text, fixed, mask = _inputs()
     ref = window_attention(q, text, fixed, WindowLayout(COUNTS), key_mask=mask, backend="dense")
     cuda = lambda kv: None if kv is None else (kv[0].cuda().float(), kv[1].cuda().float())  # noqa: E731
     out = window_attention(q.cuda().float(), cuda(text), [cuda(f) for f in fixed], WindowLayout(COUNTS),
                            key_mask=mask.cuda(), backend="flex")
     assert (out.double().cpu() - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("mechanism", ["casa", "insertion"])
+def test_a_zoo_model_streams_on_gpu_as_it_runs_in_parallel(mechanism: str) -> None:
+    """A whole zoo model on CUDA in bf16 with `auto` kernels (flash in fusion and backbone where flash-attn is
+    installed): streamed logits equal the parallel forward's within bf16 tolerance."""
+    from casa_eval.fusion import FusionConfig, FusionModel, ImageSegment
+    from tests.fusion.helpers import conversation, stream_logits
+
+    device = "cuda"
+    model = FusionModel(FusionConfig(mechanism=mechanism, dtype="bfloat16", attention_backend="auto")).to(device)
+    backend = model.attention_backend()
+    assert (backend == "flash") == (flash_available() and device == "cuda")
+    assert model.backbone_attention() == ("flash_attention_2" if backend == "flash" else "sdpa")
+    segments = [ImageSegment(s.pixels.to(device)) if isinstance(s, ImageSegment) else s
+                for s in conversation(turns=2, text=6)]
+    with torch.inference_mode():
+        parallel = model(segments).logits.float()
+        streamed = stream_logits(model, segments).float()
+    assert (parallel - streamed).abs().max().item() < 0.1 * parallel.abs().max().item()
 
 
 def test_stream_window_attention_is_bottom_right_causal() -> None:

@@ -3,6 +3,7 @@ script's calls on a Kyutai-interface export, and its statistics against their de
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def test_zoo_models_continue_one_assistant_turn(monkeypatch: pytest.MonkeyPatch)
             assert len(runner.generated) == TOKENS and eos not in runner.generated
     newline = len(model.tokenizer("\n", add_special_tokens=False).input_ids)
     assert [r["prompt_tokens"] for r in records[1:]] == [newline + 1] * 2
-    growth = [b["kv_tokens"] - a["kv_tokens"] for a, b in zip(records, records[1:], strict=False)]
+    growth = [b["kv_tokens"] - a["kv_tokens"] for a, b in itertools.pairwise(records)]
     assert growth == [newline + (TOKENS - 1) + 1] * 2  # CASA: text only — marker, decoded tokens, the stop token
 
 
@@ -134,5 +135,5 @@ def test_statistics_are_speed_bench_streamings_head_and_tail_means() -> None:
     assert stats["decode_tok_per_s_first_turns"] == pytest.approx(500.0)
     assert stats["total_time_s"] == pytest.approx(1.0) and stats["final_kv_tokens"] == 2500
     assert stats["completed_turns"] == 25 and not stats["oom"]
-    with_oom = kyutai_statistics(records[:3] + [{**records[3], "oom": True}])
+    with_oom = kyutai_statistics([*records[:3], {**records[3], "oom": True}])
     assert with_oom["completed_turns"] == 3 and with_oom["oom"] and with_oom["head_tail_turns"] == 1
