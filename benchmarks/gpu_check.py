@@ -225,7 +225,8 @@ def casa_decode_buffer(device: str, tiny: bool) -> dict[str, Any]:
 
 
 def profiles(out: Path, device: str, tiny: bool, turns: int,
-             progress: Callable[[dict[str, Any]], None] = lambda partial: None) -> dict[str, Any]:
+             progress: Callable[[dict[str, Any]], None] = lambda partial: None,
+             names: tuple[str, ...] = PAPER_PROFILES, loops: tuple[str, ...] = LOOPS) -> dict[str, Any]:
     """Each paper profile with both loops; one results directory per (profile, loop), then one HTML report.
     Two warm-up turns for every model with both loops, as Kyutai's script warms up; `progress` gets the
     summary so far after each run."""
@@ -233,14 +234,14 @@ def profiles(out: Path, device: str, tiny: bool, turns: int,
     from casa_eval.profiling.profile_config import resolve_profile_config
     from casa_eval.report.build import build_report
 
-    names = ("cpu-smoke",) if tiny else PAPER_PROFILES
+    names = ("cpu-smoke",) if tiny else names
     summary: dict[str, Any] = {}
     runs = []
     for name in names:
         config = resolve_profile_config(name)
         scenario = config.scenario.model_copy(update={"warmup_turns": 1 if tiny else 2})
         config = config.model_copy(update={"scenario": scenario, "name": f"{name}-dry-run" if tiny else name})
-        for loop in LOOPS:
+        for loop in loops:
             key = f"{config.name}-{loop}"
             directory = out / "profiles" / key
             directory.mkdir(parents=True, exist_ok=True)
@@ -284,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="small models and few turns (the CPU dry run)")
     parser.add_argument("--turns", type=int, default=None, help="turns per profile (default 64; 3 with --tiny)")
     parser.add_argument("--skip", default="", help="comma-separated steps to leave out")
+    parser.add_argument("--profiles", default=",".join(PAPER_PROFILES), help="profiles the profiles step runs")
+    parser.add_argument("--loops", default=",".join(LOOPS), help="turn loops the profiles step runs")
     args = parser.parse_args(argv)
     missing = missing_modules()
     if missing:
@@ -307,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         "nvml": lambda: nvml(args.device),
         "window_attention": lambda: window_attention(args.device, args.tiny),
         "casa_decode_buffer": lambda: casa_decode_buffer(args.device, args.tiny),
-        "profiles": lambda: profiles(args.out, args.device, args.tiny, turns, progress=check.partial("profiles")),
+        "profiles": lambda: profiles(args.out, args.device, args.tiny, turns, progress=check.partial("profiles"),
+                                     names=tuple(args.profiles.split(",")), loops=tuple(args.loops.split(","))),
     }
     for name, run in steps.items():
         if name not in skip:

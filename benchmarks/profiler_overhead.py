@@ -48,9 +48,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--turns", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    device = torch.device("cpu")
-    loaded = load_model(args.model, zoo={"vision": {"image_size": 128}}, device="cpu")
+    device = torch.device(args.device)
+    loaded = load_model(args.model, zoo={"vision": {"image_size": 128}}, device=args.device)
     workload = Workload(frames=synthetic_frames(8, 128), prompt="Describe the frame.", tokens_per_turn=args.tokens,
                         fps=2.0)
     with MemorySampler(device) as sampler:
@@ -68,7 +69,7 @@ def main() -> None:
             instrumented_session(ctx, workload, args.turns)
             instrumented.append(time.perf_counter() - start)
     b, i = statistics.median(bare), statistics.median(instrumented)
-    print(f"{args.model}: {args.rounds} rounds x {args.turns} turns x {args.tokens} tokens, CPU")
+    print(f"{args.model}: {args.rounds} rounds x {args.turns} turns x {args.tokens} tokens, {device}")
     print(f"bare loop          median {b * 1e3:9.1f} ms per session")
     print(f"instrumented loop  median {i * 1e3:9.1f} ms per session")
     print(f"overhead ratio     {i / b:.4f}  (target <= 1.02)")
