@@ -102,7 +102,7 @@ def verify(
     raise typer.Exit(1)
 
 
-def warn_unverified(names: Iterable[str], checkpoints: Mapping[str, str], device: str | None) -> None:
+def warn_unverified(names: Iterable[str], checkpoints: Mapping[str, str | Path], device: str | None) -> None:
     """One warning line per real checkpoint in `names` whose weights have no passing `casa-eval verify` verdict on
     this machine (zoo and lab models are casa-eval's own and are not verified this way)."""
     from casa_eval.models.loading import resolve_device, weights_digest
@@ -113,7 +113,7 @@ def warn_unverified(names: Iterable[str], checkpoints: Mapping[str, str], device
     for name in names:
         entry = resolve_model(name)
         directory = None if entry.is_zoo or entry.kind == "unsupported" else \
-            local_checkpoint(checkpoints.get(name) or entry.source, entry.revision)
+            local_checkpoint(str(checkpoints.get(name) or entry.source), entry.revision)
         if directory is None:
             continue
         machine = machine or machine_fingerprint(resolve_device(device).type)
