@@ -6,7 +6,17 @@ import sys
 
 import typer
 
-from casa_eval.cli import check_cmd, data_cmd, list_cmd, profile_cmd, report_cmd, run_cmd, tiny_cmd, train_cmd
+from casa_eval.cli import (
+    check_cmd,
+    data_cmd,
+    list_cmd,
+    profile_cmd,
+    report_cmd,
+    run_cmd,
+    tiny_cmd,
+    train_cmd,
+    verify_cmd,
+)
 from casa_eval.cli.console import error
 from casa_eval.errors import UserError
 
@@ -20,6 +30,7 @@ app = typer.Typer(
 )
 app.command("run", rich_help_panel="Evaluate", no_args_is_help=False)(run_cmd.run)
 app.command("profile", rich_help_panel="Evaluate")(profile_cmd.profile)
+app.command("verify", rich_help_panel="Evaluate")(verify_cmd.verify)
 app.command("train", rich_help_panel="Lab")(train_cmd.train)
 app.command("report", rich_help_panel="Results")(report_cmd.report)
 app.command("check", rich_help_panel="Results")(check_cmd.check)

@@ -37,6 +37,11 @@ def error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def warn(message: str) -> None:
+    """A line the user should read but that stops nothing (on stderr, never wrapped)."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def say(message: str) -> None:
     """A line the user must read whole (a path, a reason, the next command): never wrapped or cut, whatever
     the width, so it can be copied and searched in a CI log. `message` may hold rich markup."""

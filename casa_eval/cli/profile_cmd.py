@@ -110,6 +110,9 @@ def profile(
                                                           trust_remote_code=trust_remote_code)]
     if problems:
         raise UserError(problems)
+    from casa_eval.cli.verify_cmd import warn_unverified
+
+    warn_unverified(names, paths, device or config.device)
 
     target = str(resolve_device(device or config.device))
     results = new_profile_results(target, seed)

@@ -106,6 +106,9 @@ def run(
     if settings.data_dir is not None:
         os.environ["CASA_EVAL_DATA_DIR"] = str(settings.data_dir.resolve())
     validate_names(settings, resume=resume)  # before any progress bar is drawn
+    from casa_eval.cli.verify_cmd import warn_unverified
+
+    warn_unverified(settings.models or [], settings.checkpoints, settings.device)
     streaming = _streaming_step(settings)
     default_location = settings.output_dir is None
     run_id = new_run_id()

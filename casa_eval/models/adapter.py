@@ -26,7 +26,7 @@ from lmms_eval.api.model import lmms
 from PIL import Image
 
 from casa_eval.models._names import adapter_class_name
-from casa_eval.models.conversation import closing_tokens, prefill_turn
+from casa_eval.models.conversation import answer_closing_tokens, prefill_turn
 from casa_eval.models.journal import PredictionJournal, prediction_key
 from casa_eval.models.loading import LoadedModel, load_model
 from casa_eval.registry import all_models
@@ -192,7 +192,7 @@ class CasaEvalLMM(lmms):
                                          previous_tokens=[carry] if carry else None)
                 out = generate(session, logits, config, tokenizer=self.tokenizer)
                 rounds.append(out.texts[0])
-                carry = closing_tokens(self.model, self.tokenizer, self.loaded.prompt_format, out.token_ids[0][-1])
+                carry = answer_closing_tokens(self.model, self.tokenizer, self.loaded.prompt_format, out)
             outputs.append(rounds)
             if self.progress:
                 self.progress(1)

@@ -45,13 +45,29 @@ class PromptFormat:
 IMAGE_PLACEHOLDER = "<image>"
 
 
-def closing_tokens(model: Any, tokenizer: Any, fmt: PromptFormat, last_token: int) -> list[int]:
+def closing_tokens(model: Any, tokenizer: Any, fmt: PromptFormat, last_token: int, *,
+                   stopped: bool = False) -> list[int]:
     """The tokens that close an answer, fed at the start of the next turn: the model's own rule when it has one
-    (Kyutai's checkpoints forward a stop token), else the unfed last token and the template's turn end."""
+    (Kyutai's checkpoints forward a stop token), else the template's turn end after the unfed token.
+
+    `last_token` is the one token of the answer not fed yet: the stop token decoding ended on (`stopped`), else
+    the last generated token. A stop token the turn end starts with (Qwen's `<|im_end|>`) is not repeated."""
     own = getattr(model, "turn_close_tokens", None)
     if own is not None:
         return list(own(last_token))
-    return [last_token, *tokenizer(fmt.turn_end, add_special_tokens=False).input_ids]
+    turn_end = list(tokenizer(fmt.turn_end, add_special_tokens=False).input_ids)
+    if stopped and turn_end[:1] == [last_token]:
+        return turn_end
+    return [last_token, *turn_end]
+
+
+def answer_closing_tokens(model: Any, tokenizer: Any, fmt: PromptFormat, output: Any, sample: int = 0) -> list[int]:
+    """`closing_tokens` after `output` (a `streaming.GenerationOutput`) for one sample: its stop token when decoding
+    ended on one (the answer's tokens were all fed), else its last token."""
+    stop = output.stop_token_ids[sample] if output.stop_token_ids else None
+    if stop is not None:
+        return closing_tokens(model, tokenizer, fmt, stop, stopped=True)
+    return closing_tokens(model, tokenizer, fmt, output.token_ids[sample][-1])
 
 
 def prefill_turn(session: StreamingSession, tokenizer: Any, fmt: PromptFormat, images: Sequence[Sequence[Any]],

@@ -129,6 +129,11 @@ def _load_real(entry: ModelEntry, path: str | None, *, device: torch.device, dty
                             f"{entry.family}")
         model = load_family_model(source, device=device, dtype=dtype, cross_attention_cache=cross_attention_cache)
     weights = weights_digest(Path(path)) if path is not None else f"hub:{entry.source}@{entry.revision or 'main'}"
+    from casa_eval.verification.store import checkpoint_verification, local_checkpoint
+
+    directory = local_checkpoint(source, entry.revision)
+    verification = None if directory is None else checkpoint_verification(
+        weights if path is not None else weights_digest(directory), device.type)
     config_json = json.dumps(model.config, sort_keys=True, default=str)
     fingerprint = hashlib.sha256(f"{entry.name}|{source}|{config_json}|{weights}".encode()).hexdigest()[:16]
     record = {
@@ -138,6 +143,7 @@ def _load_real(entry: ModelEntry, path: str | None, *, device: torch.device, dty
         "parameters": model.parameters, "added_parameters": None, "image_tokens": model.image_tokens_per_image,
         "kv_bytes_per_token": model.kv_bytes_per_token, "cache_tokens_per_image": model.cache_tokens_per_image,
         "config": json.loads(config_json),
+        "verification": None if verification is None else verification.model_dump(mode="json"),
     }
     dtype_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}.get(model.dtype, 4)
     return LoadedModel(entry=entry, model=model, prompt_format=model.prompt_format, fingerprint=fingerprint,

@@ -35,8 +35,8 @@ from casa_eval.report.views import (
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 RUN_FIELDS = [("date", "date"), ("status", "status"), ("code", "casa-eval"), ("device", "device"),
-              ("hardware", "hardware"), ("versions", "versions"), ("models", "models"), ("tasks", "tasks"),
-              ("profile", "profile")]
+              ("hardware", "hardware"), ("versions", "versions"), ("models", "models"),
+              ("verified", "checkpoints verified"), ("tasks", "tasks"), ("profile", "profile")]
 
 
 def script_json(text: str) -> Markup:
@@ -62,9 +62,25 @@ def _facts(view: RunView) -> dict[str, str]:
         "hardware": f"{env.cpu} ({env.cpu_count} cores)" + (f"; {gpus}" if gpus else ""),
         "versions": f"torch {env.torch}, transformers {env.transformers}, lmms-eval {env.lmms_eval or '—'}",
         "models": ", ".join(m.name for m in r.config.models) or "—",
+        "verified": _verification(r.config.models),
         "tasks": ", ".join(t.name for t in r.config.tasks) or "—",
         "profile": r.config.profile or "—",
     }
+
+
+def _verification(models: list[Any]) -> str:
+    """Each real checkpoint's `casa-eval verify` verdict on the machine that ran it ("—" without any)."""
+    notes = []
+    for m in models:
+        v = m.verification
+        if v is None:
+            continue
+        when = f" {v.verified_utc:%Y-%m-%d}" if v.verified_utc is not None else ""
+        how = f" ({v.dtype} on {v.device})" if v.dtype and v.device else ""
+        failed = f": {', '.join(v.failed_checks)}" if v.failed_checks else ""
+        notes.append(f"{m.name}: {v.status}{when}{how}{failed}" if v.status != "unverified" else
+                     f"{m.name}: not verified on this machine (casa-eval verify)")
+    return "; ".join(notes) or "—"
 
 
 def build_report(runs: list[Path], out: Path) -> Path:

@@ -3,11 +3,23 @@ streaming profile (see docs/profiling.md for the method)."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import Field
 
 from casa_eval.results.record import ResultRecord
+
+
+class VerificationRecord(ResultRecord):
+    """Whether a real checkpoint passed `casa-eval verify` on this machine (its latest verdict there)."""
+
+    status: Literal["passed", "failed", "unverified"]
+    verified_utc: datetime | None = None
+    dtype: str | None = Field(None, description="dtype the verdict was reached in")
+    device: str | None = None
+    casa_eval_version: str | None = None
+    failed_checks: list[str] = Field(default_factory=list)
 
 
 class ModelRecord(ResultRecord):
@@ -31,6 +43,8 @@ class ModelRecord(ResultRecord):
     config: dict[str, Any]
     training: dict[str, Any] | None = Field(None, description="the checkpoint's training record (casa-eval train: "
                                             "loss per step, seed, steps, wall time, parameter counts), if any")
+    verification: VerificationRecord | None = Field(None, description="real checkpoints: the latest "
+                                                    "`casa-eval verify` verdict for these weights on this machine")
 
 
 class TurnRecord(ResultRecord):

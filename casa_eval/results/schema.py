@@ -21,8 +21,8 @@ from casa_eval.results.efficiency import EfficiencySection, ModelRecord
 from casa_eval.results.lab import LabSection
 from casa_eval.results.record import NEWER_MINOR, ResultRecord
 
-SCHEMA_VERSION = "1.2"  # 1.1: ModelRecord.kv_bytes_per_token, cache_tokens_per_image; 1.2: ModelRecord.training,
-# RunResults.lab
+SCHEMA_VERSION = "1.3"  # 1.1: ModelRecord.kv_bytes_per_token, cache_tokens_per_image; 1.2: ModelRecord.training,
+# RunResults.lab; 1.3: ModelRecord.verification
 RESULTS_FILE = "results.json"
 
 

@@ -30,6 +30,7 @@ class GenerationOutput:
     token_ids: list[list[int]]  # per sample, up to (and excluding) the stop
     texts: list[str] = field(default_factory=list)
     steps: int = 0  # decoding steps run (forward passes after the prefill)
+    stop_token_ids: list[int | None] = field(default_factory=list)  # per sample: the EOS that ended it, never fed
 
 
 def next_tokens(logits: torch.Tensor, config: GenerationConfig, step: int,
@@ -53,13 +54,15 @@ def generate(session: StreamingSession, logits: torch.Tensor, config: Generation
              tokenizer: Any = None) -> GenerationOutput:
     """Continue from the prefill's last-token `logits` [B, V]; stop a sample at EOS, at a stop string
     (needs `tokenizer`; the text is cut before it) or after `max_new_tokens`. The last token is not fed
-    back: a caller that continues the conversation prepends it to its next text."""
+    back: a caller that continues the conversation prepends it to its next text — the EOS a sample stopped on
+    (`stop_token_ids`), else its last generated token (see `conversation.closing_tokens`)."""
     batch = logits.shape[0]
     generator = None
     if config.seed is not None:
         generator = torch.Generator(device=logits.device).manual_seed(config.seed)
     tokens: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
+    stops: list[int | None] = [None] * batch
     texts = [""] * batch
     steps = 0
     for step in range(config.max_new_tokens):
@@ -68,7 +71,7 @@ def generate(session: StreamingSession, logits: torch.Tensor, config: Generation
             if done[i]:
                 continue
             if tok in config.eos_token_ids and step >= config.min_new_tokens:
-                done[i] = True
+                done[i], stops[i] = True, tok
                 continue
             tokens[i].append(tok)
             if config.until and tokenizer is not None:
@@ -80,7 +83,7 @@ def generate(session: StreamingSession, logits: torch.Tensor, config: Generation
         steps += 1
     if tokenizer is not None:
         texts = [_cut_at_stop(tokenizer.decode(t), config.until)[0] for t in tokens]
-    return GenerationOutput(token_ids=tokens, texts=texts, steps=steps)
+    return GenerationOutput(token_ids=tokens, texts=texts, steps=steps, stop_token_ids=stops)
 
 
 def _cut_at_stop(text: str, until: Sequence[str]) -> tuple[str, bool]:

@@ -35,9 +35,14 @@ def test_with_tiny_checkpoints_and_a_data_dir_it_runs_end_to_end(
     result = casa_eval("run", "--models", models, "--tasks", "docvqa", "--data-dir", str(paper_data_dir),
                        "--trust-remote-code", "--limit", "1", "-o", str(out), cache=data_cache, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    # neither checkpoint has passed `casa-eval verify` on this machine: one warning line each, and it is recorded
+    assert f"casa-eval verify casa={tiny_kyutai['casa']} --trust-remote-code" in result.stderr
+    assert f"casa-eval verify insertion={tiny_kyutai['insertion']} --trust-remote-code" in result.stderr
 
     results = json.loads((out / "results.json").read_text())
     assert results["status"]["state"] == "complete" and not results["status"]["errors"]
+    assert {m["name"]: m["verification"]["status"] for m in results["config"]["models"]} == {
+        "casa": "unverified", "insertion": "unverified"}
     scored = {(row["model"], row["task"], row["metric"]) for row in results["accuracy"]}
     assert scored == {("casa", "casa_docvqa", "anls_star"), ("insertion", "casa_docvqa", "anls_star")}
     assert all(row["n"] == 1 for row in results["accuracy"])
@@ -54,6 +59,7 @@ def test_with_tiny_checkpoints_and_a_data_dir_it_runs_end_to_end(
     assert (out / "turns.parquet").is_file()
     report = (out / "report.html").read_text()
     assert 'class="published"><td>CASA-Helium1-VL-2B<' in report  # Kyutai's numbers as reference rows
+    assert "casa: not verified on this machine (casa-eval verify)" in report
 
 
 PRIMARY_METRICS = {"casa_ai2d": "exact_match", "casa_chartqa": "relaxed_overall", "casa_docvqa": "anls_star",

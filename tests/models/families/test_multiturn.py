@@ -107,3 +107,22 @@ def test_mllama_consecutive_images_follow_the_processor_mask(family_model: Calla
     assert (results["latest"] - reference).abs().max().item() <= TOLERANCE
     assert (results["append"] - reference).abs().max().item() <= TOLERANCE
     assert (results["replace"] - reference).abs().max().item() > 1e-3
+
+
+def test_an_answer_is_closed_by_its_unfed_token_and_the_turn_end(family_model: Callable[..., FamilyModel]) -> None:
+    """`generate` feeds every token but the last; when it stops on EOS, every answer token was fed and the EOS was
+    not: the next turn then starts with the turn end (Qwen's starts with that EOS), never the last token again."""
+    from casa_eval.models.conversation import answer_closing_tokens
+    from casa_eval.streaming import GenerationOutput
+
+    model = family_model("qwen2_5_vl")
+    tok, fmt = model.tokenizer, model.prompt_format
+    turn_end = text_ids(model, fmt.turn_end)
+    eos = turn_end[0]  # <|im_end|>
+    assert eos == tok.convert_tokens_to_ids("<|im_end|>")
+    cut = GenerationOutput(token_ids=[[11, 12]], stop_token_ids=[None])
+    stopped = GenerationOutput(token_ids=[[11, 12]], stop_token_ids=[eos])
+    empty = GenerationOutput(token_ids=[[]], stop_token_ids=[eos])
+    assert answer_closing_tokens(model, tok, fmt, cut) == [12, *turn_end]
+    assert answer_closing_tokens(model, tok, fmt, stopped) == turn_end
+    assert answer_closing_tokens(model, tok, fmt, empty) == turn_end
