@@ -44,7 +44,7 @@ def verify(
                         "generation (e.g. casa-eval verify casa=DIR --trust-remote-code)")
     from casa_eval.models.loading import load_model, weights_digest
     from casa_eval.results.provenance import code_revision
-    from casa_eval.verification import verify_model
+    from casa_eval.verification.run import verify_model
     from casa_eval.verification.store import (
         CheckRecord,
         StoredVerdict,
