@@ -263,7 +263,7 @@ def profiles(out: Path, device: str, tiny: bool, turns: int,
             results.save(directory)
             runs.append(directory)
             summary[key] = {"status": "ok", "wall_s": round(time.perf_counter() - start, 1),
-                            "models": [_model_summary(m) for m in results.efficiency.models],
+                            "models": [_model_summary(m, results.efficiency.records) for m in results.efficiency.models],
                             "crossovers": [c.model_dump(mode="json") for c in results.efficiency.crossovers]}
             progress(summary)
     if runs:
@@ -272,8 +272,9 @@ def profiles(out: Path, device: str, tiny: bool, turns: int,
     return {"status": "error" if failed else "ok", "turns": turns, "runs": summary, "failed": failed}
 
 
-def _model_summary(m: Any) -> dict[str, Any]:
-    return {"model": m.model, "turns_completed": m.turns_completed, "oom_turn": m.oom_turn,
+def _model_summary(m: Any, records: list[Any]) -> dict[str, Any]:
+    clocks = sorted(r.gpu_sm_clock_min_mhz for r in records if r.model == m.model and r.gpu_sm_clock_min_mhz)
+    return {"sm_clock_min_mhz_median": clocks[len(clocks) // 2] if clocks else None,"model": m.model, "turns_completed": m.turns_completed, "oom_turn": m.oom_turn,
             "first": m.first, "last": m.last, "ratio_to_floor_first": m.ratio_to_floor_first,
             "ratio_to_floor_last": m.ratio_to_floor_last, "peak_memory_bytes": m.peak_memory_bytes,
             "kv_bytes_match_analytic": m.kv_bytes_match_analytic, "energy_j_per_turn": m.energy_j_per_turn,

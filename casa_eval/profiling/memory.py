@@ -2,7 +2,9 @@
 
 * Always: process RSS (psutil) and, from a background sampler, its peak during the turn.
 * On GPU: torch allocated / peak allocated / peak reserved (peaks reset at each turn start) and NVML's
-  per-process and whole-device used memory, sampled every `interval_s` in the background.
+  per-process and whole-device used memory, sampled every `interval_s` in the background — and, with them,
+  the lowest SM clock seen during the turn (a GPU that drops its clocks under a light load makes a
+  launch-bound turn slower; this says when it happened).
 
 The conversation state itself (KV cache and side state) is measured from the cache tensors by the session.
 """
@@ -27,6 +29,7 @@ class MemoryReading:
     gpu_peak_reserved_bytes: int | None = None
     nvml_process_bytes: int | None = None
     nvml_device_bytes: int | None = None
+    gpu_sm_clock_min_mhz: int | None = None
 
 
 @dataclass
@@ -34,6 +37,7 @@ class _Peaks:
     rss: int = 0
     nvml_process: int = 0
     nvml_device: int = 0
+    sm_clock_min: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -64,7 +68,11 @@ class MemorySampler:
     def _sample(self) -> None:
         rss = self._process.memory_info().rss
         process, device = self._nvml.used() if self._nvml is not None else (0, 0)
+        clock = self._nvml.sm_clock_mhz() if self._nvml is not None else None
         with self._peaks.lock:
+            if clock is not None:
+                low = self._peaks.sm_clock_min
+                self._peaks.sm_clock_min = clock if low is None else min(low, clock)
             self._peaks.rss = max(self._peaks.rss, rss)
             self._peaks.nvml_process = max(self._peaks.nvml_process, process)
             self._peaks.nvml_device = max(self._peaks.nvml_device, device)
@@ -76,6 +84,7 @@ class MemorySampler:
     def turn_start(self) -> None:
         with self._peaks.lock:
             self._peaks.rss = self._peaks.nvml_process = self._peaks.nvml_device = 0
+            self._peaks.sm_clock_min = None
         self._sample()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -87,6 +96,7 @@ class MemorySampler:
             if self._nvml is not None:
                 reading.nvml_process_bytes = self._peaks.nvml_process
                 reading.nvml_device_bytes = self._peaks.nvml_device
+                reading.gpu_sm_clock_min_mhz = self._peaks.sm_clock_min
         if self.device.type == "cuda":
             reading.gpu_allocated_bytes = torch.cuda.memory_allocated(self.device)
             reading.gpu_peak_allocated_bytes = torch.cuda.max_memory_allocated(self.device)
@@ -123,6 +133,14 @@ class _NvmlHandle:
             if proc.pid == self.pid and proc.usedGpuMemory is not None:
                 process += int(proc.usedGpuMemory)
         return process, device
+
+    def sm_clock_mhz(self) -> int | None:
+        if not self.ok:
+            return None
+        try:
+            return int(self.pynvml.nvmlDeviceGetClockInfo(self.handle, self.pynvml.NVML_CLOCK_SM))
+        except Exception:  # a GPU or driver without clock queries
+            return None
 
     def close(self) -> None:
         if self.ok:

@@ -71,6 +71,7 @@ class TurnRecord(ResultRecord):
     gpu_peak_reserved_bytes: int | None = None
     nvml_process_bytes: int | None = None
     nvml_device_bytes: int | None = None
+    gpu_sm_clock_min_mhz: int | None = Field(None, description="lowest GPU SM clock sampled during the turn (NVML)")
     energy_j: float | None = None
     realtime_headroom: float | None = None
     oom: bool = False
