@@ -263,7 +263,8 @@ def profiles(out: Path, device: str, tiny: bool, turns: int,
             results.save(directory)
             runs.append(directory)
             summary[key] = {"status": "ok", "wall_s": round(time.perf_counter() - start, 1),
-                            "models": [_model_summary(m, results.efficiency.records) for m in results.efficiency.models],
+                            "models": [_model_summary(m, results.efficiency.records)
+                                       for m in results.efficiency.models],
                             "crossovers": [c.model_dump(mode="json") for c in results.efficiency.crossovers]}
             progress(summary)
     if runs:
@@ -274,7 +275,8 @@ def profiles(out: Path, device: str, tiny: bool, turns: int,
 
 def _model_summary(m: Any, records: list[Any]) -> dict[str, Any]:
     clocks = sorted(r.gpu_sm_clock_min_mhz for r in records if r.model == m.model and r.gpu_sm_clock_min_mhz)
-    return {"sm_clock_min_mhz_median": clocks[len(clocks) // 2] if clocks else None,"model": m.model, "turns_completed": m.turns_completed, "oom_turn": m.oom_turn,
+    return {"model": m.model, "turns_completed": m.turns_completed, "oom_turn": m.oom_turn,
+            "sm_clock_min_mhz_median": clocks[len(clocks) // 2] if clocks else None,
             "first": m.first, "last": m.last, "ratio_to_floor_first": m.ratio_to_floor_first,
             "ratio_to_floor_last": m.ratio_to_floor_last, "peak_memory_bytes": m.peak_memory_bytes,
             "kv_bytes_match_analytic": m.kv_bytes_match_analytic, "energy_j_per_turn": m.energy_j_per_turn,
