@@ -274,6 +274,9 @@ class KyutaiSession:
         emptied); later turns are the frame alone (asst_start_tokens emptied too, no BOS). `pixels` come from
         `KyutaiModel.prepare_images`, prepared before the clock as the script does."""
         processor = self.model.processor
+        if not (hasattr(processor, "asst_start_tokens") and hasattr(processor, "asst_end_tokens")):
+            raise ValueError("this checkpoint's processor has no asst_start_tokens / asst_end_tokens: the Kyutai loop "
+                             "continues one assistant turn through them, as speed_bench_streaming.py does")
         messages: list[dict[str, Any]] = []
         if prompt is not None:
             if self.model.is_qwen:

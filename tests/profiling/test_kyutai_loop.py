@@ -137,3 +137,16 @@ def test_statistics_are_speed_bench_streamings_head_and_tail_means() -> None:
     assert stats["completed_turns"] == 25 and not stats["oom"]
     with_oom = kyutai_statistics([*records[:3], {**records[3], "oom": True}])
     assert with_oom["completed_turns"] == 3 and with_oom["oom"] and with_oom["head_tail_turns"] == 1
+
+
+def test_an_unknown_loop_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from casa_eval.cli import app
+    from casa_eval.errors import UserError
+
+    monkeypatch.setattr("casa_eval._env.prepare_environment", lambda: None)
+    result = CliRunner().invoke(app, ["profile", "--loop", "fast", "-o", str(tmp_path / "out")])
+    assert isinstance(result.exception, UserError)
+    assert result.exception.messages == ["--loop must be one of casa-eval, kyutai, not 'fast'"]
+    assert not (tmp_path / "out").exists()
